@@ -1,0 +1,133 @@
+"""The only module that starts subprocesses (terraform, git).
+
+argv lists only, never a shell. Callers get a typed result; signal forwarding for
+long-running children lives here too so SIGINT/SIGTERM reach terraform and it can
+stop gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def stderr_text(self, limit: int = 2000) -> str:
+        return self.stderr.decode("utf-8", "replace").strip()[:limit]
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    capture: bool = True,
+) -> Result:
+    """Run to completion; capture stdout/stderr (or pass them through when capture=False)."""
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.run(  # noqa: S603 - argv list, no shell
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        input=input,
+        stdout=pipe,
+        stderr=pipe,
+        stdin=None if input is not None else subprocess.DEVNULL if capture else None,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(tuple(argv), proc.returncode, proc.stdout or b"", proc.stderr or b"")
+
+
+@dataclass
+class SignalForwarder:
+    """Records which signal arrived while a child ran; forwards it to the child."""
+
+    received: int | None = None
+    # When the child shares our terminal's process group it already got the Ctrl-C;
+    # sending a second SIGINT would make terraform exit without cleaning up.
+    child_shares_terminal: bool = False
+    _child: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        self.received = signum
+        if self._child is not None and self._child.poll() is None:
+            if signum == signal.SIGINT and self.child_shares_terminal:
+                return
+            try:
+                # terraform handles the first SIGINT by stopping gracefully.
+                self._child.send_signal(signal.SIGINT if signum == signal.SIGTERM else signum)
+            except ProcessLookupError:
+                pass
+
+
+@contextmanager
+def forwarding_signals() -> Iterator[SignalForwarder]:
+    """While active, SIGINT/SIGTERM do not kill tfaudit; they are forwarded to the child."""
+    fwd = SignalForwarder()
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, fwd.handler)
+    try:
+        yield fwd
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[bytes], None] | None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    forwarder: SignalForwarder | None = None,
+) -> int:
+    """Run with stdin/stderr inherited; stdout either inherited (on_line=None) or fed line by line."""
+    own_session = forwarder is not None and os.name == "posix" and not _stdin_is_tty()
+    if forwarder is not None:
+        forwarder.child_shares_terminal = not own_session
+    child = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdout=subprocess.PIPE if on_line is not None else None,
+        # Without a terminal, put the child in its own session so that a signal sent to
+        # tfaudit alone is forwarded exactly once; with one, terraform may need to prompt.
+        start_new_session=own_session,
+    )
+    if forwarder is not None:
+        forwarder._child = child
+    try:
+        if on_line is not None and child.stdout is not None:
+            for line in child.stdout:
+                on_line(line)
+        return child.wait()
+    finally:
+        if forwarder is not None:
+            forwarder._child = None
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
