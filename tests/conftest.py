@@ -1,0 +1,137 @@
+"""Shared test fixtures: real terraform, one init per fixture config, the tfaudit CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+REAL_WORLD = ROOT.parent / "shared" / "fixtures" / "real-world"
+PLUGIN_MIRROR = Path("/opt/tf-plugins")
+
+
+def require_terraform() -> str:
+    """The terraform binary, or a skip (a failure when TFAUDIT_REQUIRE_TERRAFORM=1, as in CI)."""
+    path = shutil.which("terraform") or shutil.which("tofu")
+    if path:
+        return path
+    reason = "terraform (or tofu) is not on PATH"
+    if os.environ.get("TFAUDIT_REQUIRE_TERRAFORM") == "1":
+        pytest.fail(f"{reason}, and TFAUDIT_REQUIRE_TERRAFORM=1 forbids skipping", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tf_cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A terraform CLI config of our own: the provider mirror when present, nothing else."""
+    path = tmp_path_factory.mktemp("tfrc") / "terraformrc"
+    if PLUGIN_MIRROR.is_dir():
+        path.write_text(
+            'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n'
+            '    include = ["registry.terraform.io/*/*"]\n  }\n  direct {\n'
+            '    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n' % PLUGIN_MIRROR
+        )
+    else:
+        path.write_text("")
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_env(tf_cli_config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment every CLI run gets: our terraform config, no CI variables, a private HOME."""
+    home = tmp_path_factory.mktemp("home")
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")}
+    return {
+        **keep,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "TF_CLI_CONFIG_FILE": str(tf_cli_config),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+        "TF_PLUGIN_CACHE_DIR": str(tmp_path_factory.mktemp("plugin-cache")),
+        "USER": "alice",
+        "TFAUDIT_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture(scope="session")
+def _initialized(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Run `terraform init` once per fixture config per session; tests copy the result."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            tf = require_terraform()
+            dest = tmp_path_factory.mktemp(f"init-{name.replace('/', '-')}") / "cfg"
+            shutil.copytree(FIXTURES / name, dest)
+            res = subprocess.run([tf, "init", "-input=false", "-no-color"], cwd=dest, env=base_env,
+                                 capture_output=True, text=True, timeout=300)
+            assert res.returncode == 0, res.stdout + res.stderr
+            cache[name] = dest
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def tf_workdir(_initialized: Callable[[str], Path], tmp_path: Path) -> Callable[[str], Path]:
+    """A fresh, already-initialized copy of fixtures/<name> in this test's tmp dir."""
+
+    def make(name: str) -> Path:
+        src = _initialized(name)
+        dest = tmp_path / name.replace("/", "-")
+        shutil.copytree(src, dest, symlinks=True)
+        return dest
+
+    return make
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def run_tfaudit(base_env: dict[str, str]) -> Callable[..., CliResult]:
+    """Run the real `tfaudit` CLI in a subprocess, as a user would."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            input: str | None = None, timeout: float = 300) -> CliResult:
+        full_env = {**base_env, **(env or {})}
+        res = subprocess.run([sys.executable, "-m", "tfaudit", *args], cwd=cwd, env=full_env, input=input,
+                             capture_output=True, text=True, timeout=timeout)
+        return CliResult(res.returncode, res.stdout, res.stderr)
+
+    return run
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> tuple[Path, Path]:
+    from tfaudit.signing import generate_keypair
+
+    return generate_keypair(tmp_path / "keys" / "signing-key")
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def ledger_records() -> Callable[[Path], list[dict[str, Any]]]:
+    return read_ledger

@@ -1,0 +1,285 @@
+"""End to end with the real terraform: tfaudit apply/plan/destroy on terraform_data configs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CliResult, read_ledger
+
+pytestmark = [pytest.mark.slow, pytest.mark.terraform]
+
+SECRET = "planted-SECRET-value-7f3a9c"
+NAMED_SECRET = "token-by-name-4d2e8b"
+
+
+def _by_type(recs: list[dict[str, Any]], rtype: str) -> list[dict[str, Any]]:
+    return [r for r in recs if r["type"] == rtype]
+
+
+def _resources(recs: list[dict[str, Any]], run_id: str) -> dict[str, dict[str, Any]]:
+    return {r["resource"]["address"]: r["resource"] for r in recs
+            if r["type"] == "resource.changed" and r["run"]["id"] == run_id}
+
+
+@pytest.fixture
+def e2e(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
+        run_tfaudit: Callable[..., CliResult]) -> dict[str, Any]:
+    work = tf_workdir("e2e")
+    priv, pub = keypair
+
+    def apply(*args: str, **kw: Any) -> CliResult:
+        return run_tfaudit("apply", *args, cwd=work, env={"TFAUDIT_SIGNING_KEY": str(priv)}, **kw)
+
+    return {"work": work, "pub": pub, "priv": priv, "apply": apply, "ledger": work / ".tfaudit" / "ledger.jsonl"}
+
+
+def test_create_update_replace_delete_and_partial_failure(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
+    apply, ledger, work = e2e["apply"], e2e["ledger"], e2e["work"]
+
+    # 1. create everything
+    r1 = apply("-auto-approve")
+    assert r1.returncode == 0, r1.output
+    assert "Apply complete! Resources: 7 added, 0 changed, 0 destroyed." in r1.stdout
+    assert "terraform_data.updated: Creation complete after" in r1.stdout
+    recs = read_ledger(ledger)
+    assert [r["type"] for r in recs][0] == "run.started"
+    run1 = recs[0]["run"]["id"]
+    res1 = _resources(recs, run1)
+    assert set(res1) == {
+        "terraform_data.updated", "terraform_data.replaced", "terraform_data.extra[0]",
+        "terraform_data.secretive", "terraform_data.named_secret",
+        'module.env["dev"].terraform_data.this', 'module.env["prod"].terraform_data.this',
+    }
+    assert all(r["actions"] == ["create"] and r["status"] == "succeeded" for r in res1.values())
+    dev = res1['module.env["dev"].terraform_data.this']
+    assert dev["module"] == 'module.env["dev"]' and dev["type"] == "terraform_data" and dev["name"] == "this"
+    assert res1["terraform_data.extra[0]"]["index"] == 0
+    assert res1["terraform_data.updated"]["after"]["input"] == {"gen": 1, "label": "updated-in-place"}
+    fin1 = _by_type(recs, "run.finished")[-1]
+    assert fin1["outcome"]["status"] == "succeeded" and fin1["outcome"]["exit_code"] == 0
+    assert fin1["outcome"]["counts"]["succeeded"] == 7
+    assert fin1["outcome"]["state"]["before"] is None
+    assert fin1["outcome"]["state"]["after"]["serial"] >= 1
+
+    # 2. update, replace, delete, module for_each update
+    r2 = apply("-auto-approve", "-var", "gen=2", "-var=rev=2", "-var", "extra=false")
+    assert r2.returncode == 0, r2.output
+    recs = read_ledger(ledger)
+    run2 = _by_type(recs, "run.started")[-1]["run"]["id"]
+    res2 = _resources(recs, run2)
+    assert res2["terraform_data.updated"]["actions"] == ["update"]
+    # output is computed from input, so it is unknown until apply: a changed path too
+    assert res2["terraform_data.updated"]["changed_paths"] == ["input.gen", "output"]
+    assert res2["terraform_data.updated"]["after"]["output"] == "(known after apply)"
+    assert res2["terraform_data.updated"]["before"]["input"]["gen"] == 1
+    assert res2["terraform_data.updated"]["after"]["input"]["gen"] == 2
+    assert res2["terraform_data.replaced"]["actions"] == ["delete", "create"]
+    assert res2["terraform_data.replaced"]["action"] == "replace"
+    assert res2["terraform_data.replaced"]["action_reason"] == "replace_because_cannot_update"
+    assert "triggers_replace[0]" in res2["terraform_data.replaced"]["changed_paths"]
+    assert res2["terraform_data.extra[0]"]["actions"] == ["delete"]
+    assert res2["terraform_data.extra[0]"]["action_reason"] == "delete_because_count_index"
+    assert res2['module.env["prod"].terraform_data.this']["actions"] == ["update"]
+    assert all(r["status"] == "succeeded" for r in res2.values())
+    assert "terraform_data.secretive" not in res2  # unchanged resources get no record
+    fin2 = _by_type(recs, "run.finished")[-1]
+    assert fin2["outcome"]["state"]["before"]["lineage"] == fin2["outcome"]["state"]["after"]["lineage"]
+    assert fin2["outcome"]["state"]["after"]["serial"] > fin2["outcome"]["state"]["before"]["serial"]
+    assert fin2["run"]["args"] == ["-auto-approve", "-var", "gen=(redacted)", "-var=rev=(redacted)", "-var", "extra=(redacted)"]
+
+    # 3. a partial failure: a provisioner fails, its dependant is never attempted, the rest succeed
+    r3 = apply("-auto-approve", "-var", "gen=3", "-var=rev=2", "-var", "extra=false", "-var", "fail=true")
+    assert r3.returncode == 1, r3.output
+    assert "local-exec provisioner error" in r3.stderr
+    recs = read_ledger(ledger)
+    run3 = _by_type(recs, "run.started")[-1]["run"]["id"]
+    res3 = _resources(recs, run3)
+    flaky = res3["terraform_data.flaky[0]"]
+    assert flaky["status"] == "failed"
+    assert flaky["error"]["summary"] == "local-exec provisioner error"
+    assert "exit status 7" in flaky["error"]["detail"]
+    assert res3["terraform_data.after_flaky[0]"]["status"] == "not_attempted"
+    assert res3["terraform_data.updated"]["status"] == "succeeded"
+    fin3 = _by_type(recs, "run.finished")[-1]
+    assert fin3["outcome"]["status"] == "partial"
+    assert fin3["outcome"]["exit_code"] == 1
+    assert fin3["outcome"]["counts"]["failed"] == 1
+    assert fin3["outcome"]["counts"]["not_attempted"] == 1
+
+    # every record verifies; seq runs 1..N across runs
+    assert [r["chain"]["seq"] for r in recs] == list(range(1, len(recs) + 1))
+    v = run_tfaudit("verify", str(ledger), "--public-key", str(e2e["pub"]))
+    assert v.returncode == 0, v.output
+    assert f"OK: {len(recs)} records in 3 runs verified" in v.stdout
+
+    # no planted secret anywhere tfaudit wrote or printed
+    written = ledger.read_bytes().decode()
+    for out in (written, r1.output, r2.output, r3.output):
+        assert SECRET not in out
+    assert NAMED_SECRET not in written
+    assert '"password":"(sensitive)"' in written
+    assert '"api_token":"(redacted)"' in written
+
+
+def test_tampered_real_ledger_fails_verify_with_line_numbers(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
+    apply, ledger = e2e["apply"], e2e["ledger"]
+    assert apply("-auto-approve", "-var", "fail=true").returncode == 1
+    lines = ledger.read_text().splitlines(keepends=True)
+    n = next(i for i, ln in enumerate(lines) if '"status":"failed"' in ln)
+    lines[n] = lines[n].replace('"status":"failed"', '"status":"succeeded"')
+    ledger.write_text("".join(lines))
+    v = run_tfaudit("verify", str(ledger), "--public-key", str(e2e["pub"]))
+    assert v.returncode == 1
+    assert f"{ledger}:{n + 1}: bad_signature" in v.stdout
+    assert "FAILED:" in v.stdout
+    j = run_tfaudit("verify", str(ledger), "--public-key", str(e2e["pub"]), "--json")
+    assert j.returncode == 1
+    report = json.loads(j.stdout)
+    assert report["ok"] is False and {p["line"] for p in report["problems"]} >= {n + 1}
+
+
+def test_interactive_approval_like_terraform(e2e: dict[str, Any]) -> None:
+    apply, ledger, work = e2e["apply"], e2e["ledger"], e2e["work"]
+    no = apply(input="no\n")
+    assert no.returncode == 1
+    assert "Only 'yes' will be accepted to approve." in no.stdout
+    assert "Apply cancelled." in no.stdout
+    assert not (work / "terraform.tfstate").exists()
+    assert not ledger.exists() or ledger.read_text() == ""
+    yes = apply(input="yes\n")
+    assert yes.returncode == 0, yes.output
+    assert "Apply complete!" in yes.stdout
+
+
+def test_saved_plan_file_is_applied_and_hashed(e2e: dict[str, Any], base_env: dict[str, str]) -> None:
+    work, ledger = e2e["work"], e2e["ledger"]
+    tf = subprocess.run(["terraform", "plan", "-out=saved.tfplan", "-var", "gen=5"], cwd=work, env=base_env,
+                        capture_output=True, text=True)
+    assert tf.returncode == 0, tf.stderr
+    digest = hashlib.sha256((work / "saved.tfplan").read_bytes()).hexdigest()
+    r = e2e["apply"]("saved.tfplan")
+    assert r.returncode == 0, r.output
+    recs = read_ledger(ledger)
+    assert all(rec["run"]["plan_sha256"] == digest for rec in recs)
+    assert recs[0]["run"]["plan_file"] == "saved.tfplan"
+    assert _resources(recs, recs[0]["run"]["id"])["terraform_data.updated"]["after"]["input"]["gen"] == 5
+
+
+def test_chdir_and_wrong_argument_reach_terraform(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult],
+                                                 tmp_path: Path) -> None:
+    env = {"TFAUDIT_SIGNING_KEY": str(e2e["priv"])}
+    r = run_tfaudit(f"-chdir={e2e['work']}", "apply", "-auto-approve", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.output
+    assert e2e["ledger"].exists()
+    r2 = run_tfaudit("apply", f"-chdir={e2e['work']}", "-auto-approve", "-no-such-flag", cwd=tmp_path, env=env)
+    assert r2.returncode == 1
+    assert "flag provided but not defined: -no-such-flag" in r2.output
+
+
+def test_plan_records_plan_and_keeps_detailed_exitcode(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
+    env = {"TFAUDIT_SIGNING_KEY": str(e2e["priv"])}
+    r = run_tfaudit("plan", "-detailed-exitcode", "-no-color", cwd=e2e["work"], env=env)
+    assert r.returncode == 2, r.output
+    assert "Plan: 7 to add, 0 to change, 0 to destroy." in r.stdout
+    (rec,) = read_ledger(e2e["ledger"])
+    assert rec["type"] == "plan.recorded"
+    assert rec["plan"]["summary"] == {"create": 7}
+    assert len(rec["plan"]["changes"]) == 7
+
+
+def test_destroy_records_deletes(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
+    assert e2e["apply"]("-auto-approve").returncode == 0
+    r = run_tfaudit("destroy", "-auto-approve", cwd=e2e["work"], env={"TFAUDIT_SIGNING_KEY": str(e2e["priv"])})
+    assert r.returncode == 0, r.output
+    assert "Destroy complete! Resources: 7 destroyed." in r.stdout
+    recs = read_ledger(e2e["ledger"])
+    last_run = recs[-1]["run"]["id"]
+    assert recs[-1]["run"]["command"] == "destroy"
+    res = _resources(recs, last_run)
+    assert len(res) == 7 and all(x["actions"] == ["delete"] and x["status"] == "succeeded" for x in res.values())
+
+
+def test_unwritable_ledger_stops_before_apply(e2e: dict[str, Any]) -> None:
+    work = e2e["work"]
+    (work / "blocked").mkdir()
+    r = e2e["apply"]("-auto-approve", "--ledger", str(work / "blocked"))
+    assert r.returncode == 4
+    assert "cannot write the ledger" in r.stderr and "Traceback" not in r.stderr
+    assert not (work / "terraform.tfstate").exists()
+
+
+def test_missing_terraform_and_bad_config_are_one_line_errors(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
+    work = e2e["work"]
+    r = run_tfaudit("apply", "-auto-approve", cwd=work, env={"PATH": "/nonexistent", "TFAUDIT_SIGNING_KEY": str(e2e["priv"])})
+    assert r.returncode == 64
+    assert r.stderr.strip().count("\n") == 0 and "terraform nor tofu was found" in r.stderr
+    (work / ".tfaudit.hcl").write_text('ledger {\n  paht = "x"\n}\n')
+    r2 = e2e["apply"]("-auto-approve")
+    assert r2.returncode == 64
+    assert "block ledger: unknown key 'paht'" in r2.stderr and "Traceback" not in r2.stderr
+    assert not (work / "terraform.tfstate").exists()
+
+
+def test_first_use_creates_a_per_user_key_and_says_so(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult],
+                                                      tmp_path: Path) -> None:
+    cfg_home = tmp_path / "xdg"
+    r = run_tfaudit("apply", "-auto-approve", cwd=e2e["work"], env={"XDG_CONFIG_HOME": str(cfg_home)})
+    assert r.returncode == 0, r.output
+    key = cfg_home / "tfaudit" / "signing-key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    assert "created a signing key" in r.stderr
+    r2 = run_tfaudit("apply", "-auto-approve", "-var", "gen=9", cwd=e2e["work"], env={"XDG_CONFIG_HOME": str(cfg_home)})
+    assert r2.returncode == 0 and "created a signing key" not in r2.stderr
+    v = run_tfaudit("verify", str(e2e["ledger"]), "--public-key", f"{key}.pub")
+    assert v.returncode == 0, v.output
+
+
+def test_sigterm_is_forwarded_and_recorded_as_interrupted(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
+                                                           base_env: dict[str, str]) -> None:
+    work = tf_workdir("slow")
+    env = {**base_env, "TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    proc = subprocess.Popen([sys.executable, "-m", "tfaudit", "apply", "-auto-approve"], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ledger = work / ".tfaudit" / "ledger.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (ledger.exists() and b"run.started" in ledger.read_bytes()):
+        time.sleep(0.1)
+    time.sleep(1.0)  # let terraform start the slow provisioner
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    recs = read_ledger(ledger)
+    fin = _by_type(recs, "run.finished")[-1]
+    assert fin["outcome"]["status"] == "interrupted"
+    slow = _resources(recs, fin["run"]["id"])["terraform_data.slow"]
+    assert slow["status"] in ("interrupted", "failed")
+
+
+def test_eight_concurrent_applies_share_one_ledger(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
+                                                   base_env: dict[str, str], tmp_path: Path,
+                                                   run_tfaudit: Callable[..., CliResult]) -> None:
+    ledger = tmp_path / "shared-ledger.jsonl"
+    env = {**base_env, "TFAUDIT_SIGNING_KEY": str(keypair[0]), "TFAUDIT_LEDGER": str(ledger)}
+    dirs = []
+    for i in range(8):
+        d = tf_workdir("quickstart")
+        dirs.append(d.rename(tmp_path / f"qs{i}"))
+    procs = [subprocess.Popen([sys.executable, "-m", "tfaudit", "apply", "-auto-approve"], cwd=d, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for d in dirs]
+    for p in procs:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    v = run_tfaudit("verify", str(ledger), "--public-key", str(keypair[1]))
+    assert v.returncode == 0, v.output
+    assert "in 8 runs verified" in v.stdout

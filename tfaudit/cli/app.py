@@ -1,0 +1,110 @@
+"""`tfaudit` entry point: global options, command registry, and the one error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+import typer
+
+from tfaudit import logs
+from tfaudit.errors import ExitCode, TfauditError
+
+app = typer.Typer(
+    name="tfaudit",
+    help="Signed, hash-chained audit records for every terraform change.\n\n"
+    "Use 'tfaudit apply|plan|destroy' in place of terraform's; every other argument goes to terraform unchanged.",
+    add_completion=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["--help"]},
+)
+
+# Explicit command registry: each module's register(app) adds its commands.
+from tfaudit.cli import config_cmd, keys_cmd, log_cmd, verify_cmd, wrap_cmd  # noqa: E402
+
+for _module in (wrap_cmd, verify_cmd, keys_cmd, config_cmd, log_cmd):
+    _module.register(app)
+
+
+_GLOBAL_FLAGS = ("--log-format", "--verbose")
+
+
+def _pop_globals(argv: list[str]) -> tuple[str | None, int, list[str]]:
+    """--log-format/--verbose are accepted anywhere (they are not terraform's), then removed."""
+    log_format: str | None = os.environ.get("TFAUDIT_LOG_FORMAT")
+    verbosity = 0
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--log-format" and i + 1 < len(argv):
+            log_format = argv[i + 1]
+            i += 1
+        elif a.startswith("--log-format="):
+            log_format = a.split("=", 1)[1]
+        elif a == "--verbose":
+            verbosity += 1
+        else:
+            rest.append(a)
+        i += 1
+    # -v is only ours before the command name; after it, it could belong to terraform.
+    while rest and rest[0] in ("-v", "-vv"):
+        verbosity += len(rest.pop(0)) - 1
+    if log_format not in (None, "console", "json"):
+        raise click.UsageError(f"--log-format must be console or json, not {log_format!r}")
+    return log_format, verbosity, rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbosity = 0
+    try:
+        log_format, verbosity, args = _pop_globals(args)
+        logs.configure(log_format, verbosity)
+        # terraform accepts -chdir before the command; so do we.
+        chdir = None
+        while args and args[0].startswith(("-chdir=", "--chdir=")):
+            chdir = args.pop(0).split("=", 1)[1]
+        result = app(args=args, prog_name="tfaudit", standalone_mode=False, obj={"chdir": chdir})
+        return int(result) if isinstance(result, int) else 0
+    except TfauditError as e:
+        _error(str(e))
+        return int(e.exit_code)
+    except click.exceptions.Abort:
+        return int(ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.UsageError as e:
+        _error(e.format_message() + (f" (see 'tfaudit {e.ctx.command_path.split(' ', 1)[-1]} --help')" if e.ctx and " " in e.ctx.command_path else " (see 'tfaudit --help')"))
+        return int(ExitCode.USAGE)
+    except click.ClickException as e:
+        _error(e.format_message())
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as e:  # noqa: BLE001 - the one place a bug becomes exit 3
+        if verbosity:
+            traceback.print_exc()
+        _error(f"internal error: {type(e).__name__}: {str(e)[:200]} "
+               "(a tfaudit bug; re-run with --log-format json --verbose for the traceback)")
+        return int(ExitCode.INTERNAL)
+
+
+def _error(message: str) -> None:
+    from tfaudit.logs import _redactor
+
+    sys.stderr.write(f"tfaudit: error: {_redactor.scrub(message)}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""tfaudit config validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tfaudit.config import CONFIG_NAME, find_config, parse_config
+from tfaudit.errors import ConfigError
+
+config_app = typer.Typer(help="Work with .tfaudit.hcl.", no_args_is_help=True)
+
+
+@config_app.command("validate")
+def validate(
+    path: Optional[Path] = typer.Argument(None, help=f"Config file (default: ./{CONFIG_NAME})."),
+    config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file."),
+) -> int:
+    """Parse the config and report the first error with its file and block."""
+    found = path or find_config(config, Path.cwd())
+    if found is None:
+        raise ConfigError(f"no {CONFIG_NAME} in {Path.cwd()}", hint="pass the file, or create one")
+    cfg = parse_config(Path(found))
+    blocks = ["ledger", "signing", "redact", "identity", *sorted(cfg.sections)]
+    typer.echo(f"{found}: valid ({', '.join(b for b in blocks if b in _present(cfg))})" if _present(cfg) else f"{found}: valid (empty)")
+    return 0
+
+
+def _present(cfg: object) -> set[str]:
+    from tfaudit.config import Config
+
+    assert isinstance(cfg, Config)
+    defaults = Config()
+    present = {n for n in ("ledger", "signing", "redact", "identity") if getattr(cfg, n) != getattr(defaults, n)}
+    return present | set(cfg.sections)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")

@@ -1,0 +1,58 @@
+"""apply / plan / destroy: terraform's commands, recorded."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from tfaudit.terraform import extract_chdir
+
+if TYPE_CHECKING:
+    from tfaudit.runner import Invocation
+
+# No short options here: terraform's single-dash flags (-var, -target) must reach it intact.
+PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": True,
+               "help_option_names": ["--help"]}
+
+LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file (default: .tfaudit/ledger.jsonl beside the terraform config).")
+KeyOpt = typer.Option(None, "--signing-key", envvar="TFAUDIT_SIGNING_KEY", help="Ed25519 private key (PEM) that signs the records.")
+ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
+TfPathOpt = typer.Option(None, "--tf-path", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
+
+
+def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
+               config: str | None, tf_path: str | None) -> Invocation:
+    from tfaudit.runner import Invocation
+
+    chdir, args = extract_chdir(ctx.args)
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return Invocation(command=command, tf_args=tuple(args), chdir=chdir or obj.get("chdir"), ledger=ledger,
+                      signing_key=signing_key, config=config, tf_path=tf_path)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=PASSTHROUGH)
+    def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
+        from tfaudit.runner import run_apply
+
+        return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path), os.environ)
+
+    @app.command(context_settings=PASSTHROUGH)
+    def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform destroy, recorded. Takes terraform's arguments."""
+        from tfaudit.runner import run_apply
+
+        return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path), os.environ)
+
+    @app.command(context_settings=PASSTHROUGH)
+    def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
+        from tfaudit.runner import run_plan
+
+        return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path), os.environ)

@@ -1,0 +1,310 @@
+"""Audit records: what one run of a wrapped command writes to the ledger.
+
+Builders here turn parsed terraform data (plan, apply events, state) into JSON-ready
+record bodies, already redacted. Chain and signature are added by the ledger on append;
+the JSON Schema in `tfaudit/schema/` is the contract for the result.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, NewType
+
+from tfaudit import __version__
+from tfaudit.redact import Redactor
+
+RecordId = NewType("RecordId", str)
+RunId = NewType("RunId", str)
+SCHEMA = "tfaudit.record/v1"
+MAX_CHANGED_PATHS = 500
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> str:
+    """UTC, RFC 3339 with microseconds and a Z suffix."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: RunId
+    command: str
+    args: tuple[str, ...]
+    tool: str
+    tool_version: str | None
+    workspace: str
+    working_dir: str
+    plan_sha256: str | None = None
+    plan_file: str | None = None
+    started_at: str = field(default_factory=now)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "command": self.command,
+            "args": list(self.args),
+            "tool": self.tool,
+            "tool_version": self.tool_version,
+            "workspace": self.workspace,
+            "working_dir": self.working_dir,
+            "plan_sha256": self.plan_sha256,
+            "plan_file": self.plan_file,
+            "started_at": self.started_at,
+        }
+
+
+def base_record(rtype: str, run: RunInfo, actor: Mapping[str, Any], **body: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "id": new_id(),
+        "type": rtype,
+        "time": now(),
+        "tfaudit_version": __version__,
+        "run": run.as_dict(),
+        "actor": dict(actor),
+        **body,
+    }
+
+
+# --- attribute paths ------------------------------------------------------------------------
+def _join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    if _IDENT.match(key):
+        return f"{prefix}.{key}" if prefix else key
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{prefix}["{escaped}"]'
+
+
+def _leaves(value: Any, prefix: str, out: list[str]) -> None:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            _leaves(v, _join(prefix, str(k)), out)
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            _leaves(v, _join(prefix, i), out)
+    elif value is not None and prefix:
+        out.append(prefix)
+
+
+def changed_paths(before: Any, after: Any, after_unknown: Any = None, prefix: str = "") -> list[str]:
+    """Attribute paths whose value differs between before and after (unknown-after counts as changed)."""
+    out: list[str] = []
+    _diff(before, after, after_unknown, prefix, out)
+    return out
+
+
+def _diff(before: Any, after: Any, unknown: Any, prefix: str, out: list[str]) -> None:
+    if unknown is True:
+        if prefix:
+            out.append(prefix)
+        return
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        keys = list(dict.fromkeys([*before.keys(), *after.keys(),
+                                   *(unknown.keys() if isinstance(unknown, Mapping) else [])]))
+        for k in keys:
+            sub_u = unknown.get(k) if isinstance(unknown, Mapping) else None
+            _diff(before.get(k), after.get(k), sub_u, _join(prefix, str(k)), out)
+        return
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for i, (b, a) in enumerate(zip(before, after)):
+            sub_u = unknown[i] if isinstance(unknown, list) and i < len(unknown) else None
+            _diff(b, a, sub_u, _join(prefix, i), out)
+        return
+    if before != after:
+        if before is None:
+            _leaves(after, prefix, out)
+            if isinstance(unknown, (Mapping, list)):
+                _unknown_leaves(unknown, prefix, out)
+        elif after is None:
+            _leaves(before, prefix, out)
+        elif prefix:
+            out.append(prefix)
+    elif isinstance(unknown, (Mapping, list)):
+        _unknown_leaves(unknown, prefix, out)
+
+
+def _unknown_leaves(unknown: Any, prefix: str, out: list[str]) -> None:
+    if unknown is True:
+        out.append(prefix)
+    elif isinstance(unknown, Mapping):
+        for k, v in unknown.items():
+            _unknown_leaves(v, _join(prefix, str(k)), out)
+    elif isinstance(unknown, list):
+        for i, v in enumerate(unknown):
+            _unknown_leaves(v, _join(prefix, i), out)
+
+
+def _top_key(path: str) -> str:
+    m = re.match(r'^([A-Za-z_][A-Za-z0-9_-]*)|^\["((?:[^"\\]|\\.)*)"\]', path)
+    if not m:
+        return path
+    return m.group(1) if m.group(1) is not None else m.group(2).replace('\\"', '"').replace("\\\\", "\\")
+
+
+def _sub(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+# --- plan summaries -------------------------------------------------------------------------
+def action_word(actions: Sequence[str]) -> str:
+    acts = tuple(actions)
+    if acts in (("delete", "create"), ("create", "delete")):
+        return "replace"
+    return acts[0] if len(acts) == 1 else "-".join(acts)
+
+
+def summarize_changes(changes: Iterable[Any]) -> dict[str, int]:
+    """Counts per action word (create, update, delete, replace, import, move, forget, ...)."""
+    counts: Counter[str] = Counter()
+    for ch in changes:
+        word = action_word(ch.actions)
+        if word == "no-op" and getattr(ch, "importing", None):
+            word = "import"
+        elif word == "no-op" and getattr(ch, "previous_address", None):
+            word = "move"
+        counts[word] += 1
+    return dict(sorted(counts.items()))
+
+
+def is_recorded_change(ch: Any) -> bool:
+    """A resource gets a resource.changed record unless its plan does nothing to it."""
+    acts = tuple(ch.actions)
+    if acts == ("read",):
+        return False
+    if acts == ("no-op",):
+        return bool(getattr(ch, "importing", None) or getattr(ch, "previous_address", None))
+    return True
+
+
+def plan_body(plan: Any, plan_sha256: str | None, redactor: Redactor) -> dict[str, Any]:
+    changes = [ch for ch in plan.resource_changes if is_recorded_change(ch)]
+    return {
+        "sha256": plan_sha256,
+        "format_version": plan.format_version,
+        "errored": bool(plan.errored),
+        "summary": summarize_changes(changes),
+        "changes": [
+            {"address": ch.address, "actions": list(ch.actions), "action_reason": ch.action_reason,
+             **({"previous_address": ch.previous_address} if ch.previous_address else {})}
+            for ch in changes
+        ],
+        "resource_drift": [
+            {"address": d.address, "actions": list(d.actions),
+             "changed_paths": changed_paths(d.before, d.after, d.after_unknown)[:MAX_CHANGED_PATHS]}
+            for d in plan.resource_drift
+        ],
+    }
+
+
+# --- resource.changed ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded | failed | not_attempted | interrupted | planned
+    error: Mapping[str, str] | None = None
+    elapsed_seconds: float | None = None
+
+
+def learn_plan_secrets(plan: Any, redactor: Redactor) -> None:
+    """Teach the redactor every value terraform marks sensitive, before anything is rendered."""
+    for ch in (*plan.resource_changes, *plan.resource_drift):
+        redactor.learn_masked(ch.before, ch.before_sensitive)
+        redactor.learn_masked(ch.after, ch.after_sensitive)
+    raw_vars = plan.raw.get("variables") if isinstance(plan.raw, Mapping) else None
+    if isinstance(raw_vars, Mapping):
+        for name in plan.sensitive_variables:
+            var = raw_vars.get(name)
+            if isinstance(var, Mapping):
+                redactor.learn(var.get("value"))
+    outs = plan.raw.get("output_changes") if isinstance(plan.raw, Mapping) else None
+    if isinstance(outs, Mapping):
+        for o in outs.values():
+            if isinstance(o, Mapping):
+                ch = o
+                redactor.learn_masked(ch.get("before"), ch.get("before_sensitive"))
+                redactor.learn_masked(ch.get("after"), ch.get("after_sensitive"))
+
+
+def resource_body(ch: Any, outcome: Outcome, redactor: Redactor) -> dict[str, Any]:
+    paths = changed_paths(ch.before, ch.after, ch.after_unknown)
+    tops = list(dict.fromkeys(_top_key(p) for p in paths))
+    before_v: dict[str, Any] | None = None
+    after_v: dict[str, Any] | None = None
+    if ch.before is not None:
+        before_v = {k: redactor.value(_sub(ch.before, k), _sub(ch.before_sensitive, k)) for k in tops
+                    if isinstance(ch.before, Mapping) and k in ch.before}
+    if ch.after is not None or ch.after_unknown:
+        after_v = {k: redactor.value(_sub(ch.after, k), _sub(ch.after_sensitive, k), _sub(ch.after_unknown, k))
+                   for k in tops
+                   if (isinstance(ch.after, Mapping) and k in ch.after)
+                   or _sub(ch.after_unknown, k) not in (None, False)}
+    error = None
+    if outcome.error:
+        error = {"summary": redactor.scrub(str(outcome.error.get("summary", ""))),
+                 "detail": redactor.scrub(str(outcome.error.get("detail", "")))}
+    word = summarize_changes([ch])
+    return {
+        "address": ch.address,
+        "previous_address": ch.previous_address,
+        "module": ch.module,
+        "mode": ch.mode,
+        "type": ch.type,
+        "name": ch.name,
+        "index": ch.index,
+        "deposed": ch.deposed,
+        "provider": ch.provider,
+        "actions": list(ch.actions),
+        "action": next(iter(word)),
+        "action_reason": ch.action_reason,
+        "importing": dict(ch.importing) if ch.importing else None,
+        "status": outcome.status,
+        "error": error,
+        "elapsed_seconds": outcome.elapsed_seconds,
+        "changed_paths": paths[:MAX_CHANGED_PATHS],
+        "changed_paths_truncated": len(paths) > MAX_CHANGED_PATHS,
+        "before": before_v,
+        "after": after_v,
+    }
+
+
+# --- run.finished ------------------------------------------------------------------------------
+def state_ref(state: Any) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {"serial": state.serial, "lineage": state.lineage, "sha256": state.sha256,
+            "resources": len(state.resources)}
+
+
+def run_status(counts: Mapping[str, int], exit_code: int, interrupted: bool) -> str:
+    if interrupted:
+        return "interrupted"
+    if exit_code == 0 and not counts.get("failed"):
+        return "succeeded"
+    return "partial" if counts.get("succeeded") else "failed"
+
+
+def outcome_body(*, status: str, exit_code: int, counts: Mapping[str, int], state_before: Any, state_after: Any,
+                 errors: Sequence[Mapping[str, str]] = (), reason: str | None = None,
+                 duration_seconds: float | None = None) -> dict[str, Any]:
+    full = {"succeeded": 0, "failed": 0, "not_attempted": 0, **counts}
+    body: dict[str, Any] = {
+        "status": status,
+        "exit_code": exit_code,
+        "counts": full,
+        "state": {"before": state_ref(state_before), "after": state_ref(state_after)},
+        "errors": [dict(e) for e in errors],
+        "reason": reason,
+    }
+    if duration_seconds is not None:
+        body["duration_seconds"] = round(duration_seconds, 3)
+    return body

@@ -1,0 +1,88 @@
+"""Turn terraform's `apply -json` stream back into the readable lines a user expects.
+
+Each event carries terraform's own human message; we print it as terraform would,
+diagnostics in full on stderr, outputs with sensitive values hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+_QUIET = frozenset({"version", "planned_change", "resource_drift", "apply_progress_quiet"})
+
+
+def _diagnostic_text(diag: Mapping[str, Any]) -> str:
+    sev = str(diag.get("severity", "error")).capitalize()
+    lines = ["", f"{sev}: {diag.get('summary', '')}"]
+    rng = diag.get("range") if isinstance(diag.get("range"), Mapping) else None
+    snippet = diag.get("snippet") if isinstance(diag.get("snippet"), Mapping) else None
+    if rng:
+        start = rng.get("start") or {}
+        where = f"  on {rng.get('filename')} line {start.get('line')}"
+        if snippet and snippet.get("context"):
+            where += f", in {snippet['context']}"
+        lines += ["", where + ":"]
+        if snippet and snippet.get("code") is not None:
+            lines.append(f"  {snippet.get('start_line', start.get('line'))}: {snippet['code']}")
+    if diag.get("detail"):
+        lines += ["", str(diag["detail"])]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _outputs_text(outputs: Mapping[str, Any]) -> str:
+    lines = ["", "Outputs:", ""]
+    for name, o in sorted(outputs.items()):
+        if not isinstance(o, Mapping):
+            continue
+        if o.get("sensitive"):
+            value = "<sensitive>"
+        elif "value" in o:
+            value = json.dumps(o["value"], indent=2, sort_keys=True)
+        else:
+            value = "(known after apply)"
+        lines.append(f"{name} = {value}")
+    return "\n".join(lines)
+
+
+class StreamRenderer:
+    """Feed it raw stream lines (parsed JSON objects or text); it writes readable output."""
+
+    def __init__(self, out: TextIO, err: TextIO, scrub: Callable[[str], str] = lambda s: s, *,
+                 destroy: bool = False) -> None:
+        self.destroy = destroy
+        self.out = out
+        self.err = err
+        self.scrub = scrub
+
+    def _w(self, stream: TextIO, text: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    def render(self, msg: Mapping[str, Any] | str) -> None:
+        if isinstance(msg, str):
+            self._w(self.out, msg.rstrip("\n"))
+            return
+        mtype = str(msg.get("type", ""))
+        if mtype in _QUIET:
+            return
+        if mtype == "diagnostic" and isinstance(msg.get("diagnostic"), Mapping):
+            diag = msg["diagnostic"]
+            stream = self.err if diag.get("severity") == "error" else self.out
+            self._w(stream, self.scrub(_diagnostic_text(diag)))
+        elif mtype == "change_summary":
+            changes = msg.get("changes") if isinstance(msg.get("changes"), Mapping) else {}
+            text = str(msg.get("@message", ""))
+            if self.destroy and text.startswith("Apply complete!"):
+                # a saved destroy plan reports as an apply; terraform destroy words it like this
+                text = f"Destroy complete! Resources: {changes.get('remove', 0)} destroyed."
+            self._w(self.out, "\n" + text)
+        elif mtype == "outputs" and isinstance(msg.get("outputs"), Mapping):
+            if msg["outputs"]:
+                self._w(self.out, _outputs_text(msg["outputs"]))
+        else:
+            text = str(msg.get("@message", "")).rstrip("\n")
+            if text:
+                self._w(self.out, self.scrub(text))

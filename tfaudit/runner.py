@@ -1,0 +1,347 @@
+"""Run a wrapped terraform command and record it: the spine of tfaudit.
+
+apply/destroy: plan to a temporary file (or take the user's saved plan), show the plan,
+ask for approval like terraform, write the `run.started` intent record, apply with
+`-json` while rendering readable progress, then write one `resource.changed` record per
+planned change and a `run.finished` record. Nothing is applied unless the intent record
+is durably in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from tfaudit import _proc, records
+from tfaudit.config import Config, load_config
+from tfaudit.errors import ExitCode, LedgerError, PlanError, UsageError
+from tfaudit.identity import IdentityOptions, collect_actor
+from tfaudit.ledger import Appended, Ledger
+from tfaudit.parse.events import ApplyTracker, parse_event_line
+from tfaudit.parse.plan import Plan, parse_plan
+from tfaudit.parse.state import State, parse_state
+from tfaudit.redact import Redactor
+from tfaudit.render import StreamRenderer
+from tfaudit.signing import Signer, default_key_path, generate_keypair, load_signer
+from tfaudit.terraform import Terraform, detect, sha256_file, split_args
+
+log = structlog.get_logger("tfaudit")
+
+DEFAULT_LEDGER = Path(".tfaudit") / "ledger.jsonl"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the user asked for: the command, terraform's arguments, and tfaudit's own options."""
+
+    command: str
+    tf_args: tuple[str, ...] = ()
+    chdir: str | None = None
+    ledger: str | None = None
+    signing_key: str | None = None
+    config: str | None = None
+    tf_path: str | None = None
+
+
+@dataclass
+class Console:
+    """Where the user sees things. Swappable in tests; defaults to the real terminal."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    read_line: Callable[[], str] = field(default=lambda: sys.stdin.readline())
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def warn(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def confirm(self, destroy: bool) -> bool:
+        if destroy:
+            q = ("\nDo you really want to destroy all resources?\n"
+                 "  Terraform will destroy all your managed infrastructure, as shown above.\n"
+                 "  There is no undo. Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
+        else:
+            q = ("\nDo you want to perform these actions?\n"
+                 "  Terraform will perform the actions described above.\n"
+                 "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+        self.out.write(q)
+        self.out.flush()
+        try:
+            answer = self.read_line()
+        except (EOFError, OSError):
+            answer = ""
+        self.out.write("\n")
+        return answer.strip() == "yes"
+
+
+@dataclass
+class Session:
+    """Everything resolved before terraform changes anything."""
+
+    inv: Invocation
+    env: Mapping[str, str]
+    config: Config
+    ledger: Ledger
+    signer: Signer
+    tf: Terraform
+    actor: dict[str, Any]
+    redactor: Redactor
+    console: Console
+
+
+# --- resolving config, ledger, key -------------------------------------------------------------
+def resolve_ledger_path(inv: Invocation, cfg: Config, env: Mapping[str, str], work_dir: Path) -> Path:
+    explicit = inv.ledger or env.get("TFAUDIT_LEDGER")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if cfg.ledger.path is not None:
+        return cfg.ledger.path.resolve()
+    return (work_dir / DEFAULT_LEDGER).resolve()
+
+
+def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console: Console) -> Signer:
+    explicit = inv.signing_key or env.get("TFAUDIT_SIGNING_KEY")
+    if explicit:
+        return load_signer(Path(explicit).expanduser())
+    if cfg.signing.signer == "kms":
+        from tfaudit.kms import KmsSigner  # boto3 only when a KMS signer is configured
+
+        return KmsSigner.from_config(cfg.signing.options, env)
+    if cfg.signing.key is not None:
+        return load_signer(cfg.signing.key)
+    path = default_key_path(env)
+    if not path.exists():
+        generate_keypair(path)
+        console.warn(f"tfaudit: created a signing key at {path} (public key: {path}.pub); "
+                     f"verify ledgers with 'tfaudit verify LEDGER --public-key {path}.pub'")
+    return load_signer(path)
+
+
+def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> Session:
+    from tfaudit.terraform import find_binary
+
+    work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
+    cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
+    find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
+    ledger = Ledger(resolve_ledger_path(inv, cfg, env, work_dir))
+    ledger.check_writable()
+    signer = resolve_signer(inv, cfg, env, console)
+    tf = detect(inv.tf_path, env, inv.chdir)
+    ident = cfg.identity
+    actor = collect_actor(cwd=work_dir, env=env, options=IdentityOptions(
+        user=ident.user, git=ident.git, ci=ident.ci, hostname=ident.hostname))
+    redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
+    return Session(inv, env, cfg, ledger, signer, tf, actor, redactor, console)
+
+
+def _load_state(tf: Terraform) -> State | None:
+    data = tf.state_pull()
+    if data is None:
+        return None
+    try:
+        return parse_state(data, source="terraform state pull")
+    except Exception as e:  # noqa: BLE001 - an unreadable state must not stop the audited run
+        log.warning("state.unreadable", error=str(e)[:200])
+        return None
+
+
+def _load_plan(tf: Terraform, plan_path: str) -> Plan:
+    data = tf.show_json(plan_path)
+    return parse_plan(data, source=f"terraform show -json {plan_path}")
+
+
+def _append(session: Session, recs: list[dict[str, Any]], *, applied: bool) -> list[Appended]:
+    try:
+        return session.ledger.append(recs, session.signer)
+    except LedgerError as e:
+        if applied:
+            e.hint = "terraform DID apply its changes; the ledger now lacks this run's records"
+        raise
+
+
+def _deliver(session: Session, appended: list[Appended]) -> int:
+    """Send a run's records to the configured sinks; returns an exit code override (0 = none)."""
+    # HOOK(delivery): sinks issue plugs delivery in here.
+    return 0
+
+
+# --- apply / destroy ----------------------------------------------------------------------
+def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
+    console = console or Console()
+    session = open_session(inv, env, console)
+    tf = session.tf
+    split = split_args(inv.tf_args)
+    if len(split.positional) > 1:
+        raise UsageError(f"too many arguments: {' '.join(split.positional)}",
+                         hint="give at most one saved plan file")
+    saved_plan = split.positional[0] if split.positional else None
+    if saved_plan and inv.command == "destroy":
+        raise UsageError("tfaudit destroy does not take a plan file", hint="use 'tfaudit apply PLANFILE'")
+    t0 = time.monotonic()
+    state_before = _load_state(tf)
+
+    with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
+        if saved_plan:
+            plan_path = saved_plan
+            plan_file_abs = Path(saved_plan) if Path(saved_plan).is_absolute() else tf.working_dir / saved_plan
+            if not plan_file_abs.is_file():
+                raise UsageError(f"plan file {saved_plan} does not exist", hint="check the path (relative to -chdir if given)")
+        else:
+            plan_path = str(Path(tmp) / "tfaudit.tfplan")
+            plan_file_abs = Path(plan_path)
+            plan_args = (["-destroy"] if inv.command == "destroy" else []) + split.plan
+            rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd)
+            if fwd.received or rc != 0:
+                return _record_unapplied(session, rc, state_before, t0, interrupted=bool(fwd.received),
+                                         reason="interrupted during plan" if fwd.received else "terraform plan failed")
+
+        plan = _load_plan(tf, plan_path)
+        plan_sha = sha256_file(plan_file_abs)
+        records.learn_plan_secrets(plan, session.redactor)
+        run = records.RunInfo(
+            id=records.RunId(records.new_id()), command=inv.command,
+            args=tuple(session.redactor.argv(inv.tf_args)), tool=tf.tool, tool_version=tf.version,
+            workspace=tf.workspace(), working_dir=str(tf.working_dir), plan_sha256=plan_sha,
+            plan_file=str(saved_plan) if saved_plan else None,
+        )
+        changes = [ch for ch in plan.resource_changes if records.is_recorded_change(ch)]
+        # HOOK(analysis): risk rules issue plugs findings and deny gates in here.
+        has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
+        if not saved_plan and has_changes and not split.auto_approve:
+            if not console.confirm(destroy=inv.command == "destroy"):
+                console.say(("Destroy" if inv.command == "destroy" else "Apply") + " cancelled.")
+                return int(ExitCode.FAILURE)
+
+        started = records.base_record("run.started", run, session.actor,
+                                      plan=records.plan_body(plan, plan_sha, session.redactor))
+        appended = _append(session, [started], applied=False)
+
+        tracker = ApplyTracker()
+        renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
+                                  destroy=inv.command == "destroy")
+
+        def on_line(raw: bytes) -> None:
+            event = parse_event_line(raw)
+            if event is None:
+                return
+            tracker.feed(event)
+            if split.json:
+                console.out.write(raw.decode("utf-8", "replace"))
+                console.out.flush()
+            else:
+                renderer.render(event.raw if event.type != "text" else event.message)
+
+        rc = tf.stream(["apply", "-json", *split.apply, plan_path], on_line, forwarder=fwd)
+        interrupted = fwd.received is not None
+
+    state_after = _load_state(tf)
+    recs: list[dict[str, Any]] = []
+    counts = {"succeeded": 0, "failed": 0, "not_attempted": 0, "interrupted": 0}
+    for ch in changes:
+        outcome = _resource_outcome(tracker, ch, rc, interrupted)
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        recs.append(records.base_record("resource.changed", run, session.actor,
+                                        resource=records.resource_body(ch, outcome, session.redactor)))
+    status = records.run_status(counts, rc, interrupted)
+    errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
+              for d in tracker.errors_without_address]
+    recs.append(records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
+        status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
+        state_before=state_before, state_after=state_after, errors=errors,
+        reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0)))
+    appended += _append(session, recs, applied=True)
+    override = _deliver(session, appended)
+    if interrupted:
+        return int(ExitCode.INTERRUPTED)
+    return override or rc
+
+
+def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool) -> records.Outcome:
+    res = tracker.outcome(ch.address)
+    status = res.status
+    if status == "started":
+        status = "interrupted" if interrupted else "failed"
+    if status == "not_attempted" and tuple(ch.actions) in (("forget",), ("no-op",)) and rc == 0:
+        # forget, import-only and move-only changes emit no apply hooks; a clean apply did them.
+        status = "succeeded"
+    error = None
+    if status == "failed":
+        if res.errors:
+            d = res.errors[0]
+            error = {"summary": d.summary, "detail": d.detail}
+        else:
+            error = {"summary": "terraform stopped before this resource finished", "detail": ""}
+    return records.Outcome(status, error, res.elapsed_seconds)
+
+
+def _record_unapplied(session: Session, rc: int, state_before: State | None, t0: float, *,
+                      interrupted: bool, reason: str) -> int:
+    """A plan that failed or was interrupted: nothing was applied; say so in the ledger."""
+    tf = session.tf
+    run = records.RunInfo(
+        id=records.RunId(records.new_id()), command=session.inv.command,
+        args=tuple(session.redactor.argv(session.inv.tf_args)), tool=tf.tool, tool_version=tf.version,
+        workspace=tf.workspace(), working_dir=str(tf.working_dir))
+    empty = {"sha256": None, "summary": {}, "changes": [], "resource_drift": [], "errored": True}
+    recs = [
+        records.base_record("run.started", run, session.actor, plan=empty),
+        records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
+            status="interrupted" if interrupted else "failed", exit_code=rc, counts={},
+            state_before=state_before, state_after=state_before, reason=reason,
+            duration_seconds=time.monotonic() - t0)),
+    ]
+    appended = _append(session, recs, applied=False)
+    _deliver(session, appended)
+    return int(ExitCode.INTERRUPTED) if interrupted else (rc or int(ExitCode.FAILURE))
+
+
+# --- plan ------------------------------------------------------------------------------------
+def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
+    """`terraform plan` as usual, then a `plan.recorded` record of what it plans."""
+    console = console or Console()
+    session = open_session(inv, env, console)
+    tf = session.tf
+    args = list(inv.tf_args)
+    out_arg = next((a for a in args if a.startswith(("-out=", "--out="))), None)
+    if out_arg is None and "-out" in args:
+        i = args.index("-out")
+        out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
+    with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
+        if out_arg:
+            plan_path = out_arg.split("=", 1)[1]
+            plan_abs = Path(plan_path) if Path(plan_path).is_absolute() else tf.working_dir / plan_path
+            rc = tf.run(["plan", *args], forwarder=fwd)
+        else:
+            plan_path = str(Path(tmp) / "tfaudit.tfplan")
+            plan_abs = Path(plan_path)
+            rc = tf.run(["plan", f"-out={plan_path}", *args], forwarder=fwd)
+        if fwd.received:
+            return int(ExitCode.INTERRUPTED)
+        if rc not in (0, 2) or not plan_abs.is_file():
+            return rc
+        plan = _load_plan(tf, plan_path)
+        plan_sha = sha256_file(plan_abs)
+    records.learn_plan_secrets(plan, session.redactor)
+    run = records.RunInfo(
+        id=records.RunId(records.new_id()), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
+        tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
+        plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
+    # HOOK(plan-analysis): risk rules issue adds findings to the plan.recorded record here.
+    rec = records.base_record("plan.recorded", run, session.actor,
+                              plan=records.plan_body(plan, plan_sha, session.redactor))
+    appended = _append(session, [rec], applied=False)
+    override = _deliver(session, appended)
+    return override or rc

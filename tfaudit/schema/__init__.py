@@ -1,0 +1,42 @@
+"""The record JSON Schema, shipped in the package and compiled once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from tfaudit.errors import SchemaError
+
+SCHEMA_ID = "tfaudit.record/v1"
+
+
+@cache
+def record_schema() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("record.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = record_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_errors(record: Mapping[str, Any]) -> list[str]:
+    """Every schema violation in record, as '<json path>: <message>' strings (empty when valid)."""
+    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    return [f"{e.json_path}: {e.message[:200]}" for e in errors]
+
+
+def validate_record(record: Mapping[str, Any]) -> None:
+    errs = schema_errors(record)
+    if errs:
+        raise SchemaError(f"record {record.get('type')!s} fails the record schema: {errs[0]}",
+                          hint="this is a tfaudit bug; please report it")

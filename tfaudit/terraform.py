@@ -1,0 +1,215 @@
+"""The only place that starts terraform (or OpenTofu): find the binary, build argv, run, stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfaudit import _proc
+from tfaudit.errors import TerraformError, TerraformNotFound
+
+
+@dataclass(frozen=True)
+class Terraform:
+    path: str
+    tool: str  # "terraform" | "tofu"
+    version: str | None
+    chdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def working_dir(self) -> Path:
+        return Path(self.chdir).resolve() if self.chdir else Path.cwd()
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.path, *([f"-chdir={self.chdir}"] if self.chdir else []), *args]
+
+    def run(self, args: Sequence[str], *, forwarder: _proc.SignalForwarder | None = None) -> int:
+        """Run with the terminal attached: the user sees exactly what terraform prints."""
+        return _proc.run_streaming(self.argv(*args), on_line=None, env=self.env, forwarder=forwarder)
+
+    def stream(self, args: Sequence[str], on_line: Callable[[bytes], None], *,
+               forwarder: _proc.SignalForwarder | None = None) -> int:
+        """Run with stdout fed to on_line one line at a time (for -json output)."""
+        return _proc.run_streaming(self.argv(*args), on_line=on_line, env=self.env, forwarder=forwarder)
+
+    def capture(self, args: Sequence[str], *, timeout: float | None = 300) -> _proc.Result:
+        return _proc.run(self.argv(*args), env=self.env, timeout=timeout)
+
+    def _checked(self, args: Sequence[str], what: str, hint: str | None = None) -> bytes:
+        res = self.capture(args)
+        if not res.ok:
+            detail = _first_error_line(res.stderr_text())
+            raise TerraformError(f"'{self.tool} {' '.join(args)}' failed ({what}): {detail}",
+                                 argv=list(res.argv), returncode=res.returncode, stderr=res.stderr_text(), hint=hint)
+        return res.stdout
+
+    def show_json(self, plan_file: str | Path) -> bytes:
+        return self._checked(["show", "-json", str(plan_file)], "reading the saved plan",
+                             hint="is it a plan file written by this terraform version?")
+
+    def state_pull(self) -> bytes | None:
+        """The current state's bytes, or None when there is no state (or it cannot be read yet)."""
+        res = self.capture(["state", "pull"])
+        if not res.ok or not res.stdout.strip():
+            return None
+        return res.stdout
+
+    def workspace(self) -> str:
+        """The selected workspace, read the way terraform reads it, without starting terraform."""
+        if self.env.get("TF_WORKSPACE"):
+            return self.env["TF_WORKSPACE"]
+        data_dir = Path(self.env.get("TF_DATA_DIR") or ".terraform")
+        env_file = data_dir if data_dir.is_absolute() else self.working_dir / data_dir
+        try:
+            name = (env_file / "environment").read_text().strip()
+        except OSError:
+            return "default"
+        return name or "default"
+
+
+def _first_error_line(stderr: str) -> str:
+    for line in stderr.splitlines():
+        line = line.strip(" │╷╵\t")
+        if line.startswith("Error:"):
+            return line[:300]
+    lines = [ln.strip(" │╷╵\t") for ln in stderr.splitlines() if ln.strip(" │╷╵\t")]
+    return (lines[0] if lines else "no output")[:300]
+
+
+def find_binary(explicit: str | None, env: Mapping[str, str]) -> tuple[str, str]:
+    """--tf-path, then TFAUDIT_TF_PATH, then terraform, then tofu on PATH."""
+    path_var = env.get("PATH", os.defpath)
+    for candidate, origin in ((explicit, "--tf-path"), (env.get("TFAUDIT_TF_PATH"), "TFAUDIT_TF_PATH")):
+        if candidate:
+            found = shutil.which(candidate, path=path_var) if os.sep not in candidate else candidate
+            if not found or not os.access(found, os.X_OK):
+                raise TerraformNotFound(f"{origin} points at {candidate}, which is not an executable",
+                                        hint="fix the path, or unset it to search PATH")
+            return found, _tool_name(found)
+    for name in ("terraform", "tofu"):
+        found = shutil.which(name, path=path_var)
+        if found:
+            return found, _tool_name(found)
+    raise TerraformNotFound("neither terraform nor tofu was found on PATH",
+                            hint="install one, or pass --tf-path / set TFAUDIT_TF_PATH")
+
+
+def _tool_name(path: str) -> str:
+    return "tofu" if "tofu" in Path(path).name else "terraform"
+
+
+def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> Terraform:
+    path, tool = find_binary(explicit, env)
+    res = _proc.run([path, "version", "-json"], env=env, timeout=60)
+    version: str | None = None
+    if res.ok:
+        try:
+            doc = json.loads(res.stdout)
+            version = str(doc.get("terraform_version") or doc.get("version") or "") or None
+        except ValueError:
+            version = None
+    if chdir is not None and not Path(chdir).is_dir():
+        raise TerraformError(f"-chdir={chdir}: no such directory", hint="check the path given to -chdir")
+    return Terraform(path, tool, version, chdir, env)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- routing the user's arguments to the terraform step they belong to ---------------------
+# Go's flag package: a non-boolean flag without "=" takes the next argument as its value.
+_VALUE_FLAGS = frozenset({
+    "var", "var-file", "target", "replace", "exclude", "lock-timeout", "parallelism", "state",
+    "state-out", "backup", "out", "generate-config-out", "chdir",
+})
+_APPLY_ONLY = frozenset({"auto-approve", "backup", "state-out", "json"})
+_BOTH = frozenset({"lock", "lock-timeout", "parallelism", "compact-warnings", "no-color", "input", "state"})
+
+
+@dataclass(frozen=True)
+class SplitArgs:
+    plan: list[str]
+    apply: list[str]
+    positional: list[str]
+    auto_approve: bool
+    json: bool
+    no_color: bool
+
+
+def flag_name(arg: str) -> str | None:
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return None
+    return arg.lstrip("-").split("=", 1)[0]
+
+
+def split_args(args: Sequence[str]) -> SplitArgs:
+    """Route `tfaudit apply` arguments: planning options to plan, apply options to apply.
+
+    Unknown flags go to the plan step, so terraform's own error reaches the user unchanged.
+    """
+    plan: list[str] = []
+    apply: list[str] = []
+    positional: list[str] = []
+    auto = js = no_color = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = flag_name(arg)
+        if name is None:
+            positional.append(arg)
+            i += 1
+            continue
+        group = [arg]
+        if name in _VALUE_FLAGS and "=" not in arg and i + 1 < len(args):
+            group.append(args[i + 1])
+            i += 1
+        i += 1
+        if name == "auto-approve":
+            auto = _flag_true(arg)
+        elif name == "json":
+            js = _flag_true(arg)
+        else:
+            if name == "no-color":
+                no_color = _flag_true(arg)
+            if name in _BOTH:
+                plan += group
+                apply += group
+            elif name in _APPLY_ONLY:
+                apply += group
+            else:
+                plan += group
+    return SplitArgs(plan, apply, positional, auto, js, no_color)
+
+
+def _flag_true(arg: str) -> bool:
+    _, sep, value = arg.partition("=")
+    return not sep or value.lower() in ("1", "t", "true")
+
+
+def extract_chdir(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Pull terraform's global -chdir=DIR (accepted before or after the command) out of args."""
+    chdir: str | None = None
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith(("-chdir=", "--chdir=")):
+            chdir = a.split("=", 1)[1]
+        elif a in ("-chdir", "--chdir") and i + 1 < len(args):
+            chdir = args[i + 1]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return chdir, rest

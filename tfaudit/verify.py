@@ -1,0 +1,198 @@
+"""Ledger verification: every line, every check, every problem reported with its line.
+
+Checks per line: valid JSON, the record schema, the signature (against the given public
+keys), `chain.seq` continuity and `chain.prev` equal to the digest of the previous line's
+bytes, and, over the whole ledger, that each `run.started` has its `run.finished`.
+Verification never stops at the first problem and never passes silently: an empty
+ledger, or one with no verifiable line, is itself a problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from tfaudit.errors import VerificationError
+from tfaudit.ledger import Ledger
+from tfaudit.schema import schema_errors
+from tfaudit.signing import Verifier, canonical, line_digest, signing_payload
+
+
+class ProblemKind(str, Enum):
+    NOT_JSON = "not_json"
+    TORN = "torn_line"
+    SCHEMA = "schema"
+    NOT_CANONICAL = "not_canonical"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    SEQ = "sequence"
+    PREV = "prev_digest"
+    DUPLICATE = "duplicate"
+    UNFINISHED_RUN = "unfinished_run"
+    ORPHAN_FINISH = "orphan_finish"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    kind: ProblemKind
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "kind": self.kind.value, "message": self.message}
+
+
+@dataclass
+class Report:
+    path: str
+    lines: int = 0
+    records: int = 0
+    runs: int = 0
+    last_seq: int = 0
+    head: str | None = None  # digest of the last line: pin it elsewhere to detect truncation
+    key_ids: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, line: int | None, kind: ProblemKind, message: str) -> None:
+        self.problems.append(Problem(line, kind, message))
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            first = self.problems[0]
+            raise VerificationError(
+                f"{self.path}: {len(self.problems)} problem(s); first at line {first.line}: {first.message}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ledger": self.path,
+            "ok": self.ok,
+            "lines": self.lines,
+            "records": self.records,
+            "runs": self.runs,
+            "last_seq": self.last_seq,
+            "head": self.head,
+            "key_ids": sorted(self.key_ids),
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
+    if not verifiers:
+        raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    by_id = {v.key_id: v for v in verifiers}
+    report = Report(str(path))
+    expected_seq = 1
+    prev_digest: str | None = None
+    seen_ids: dict[str, int] = {}
+    open_runs: dict[str, int] = {}
+    finished_runs: set[str] = set()
+
+    for n, raw in Ledger(path).lines():
+        report.lines = n
+        line = raw[:-1] if raw.endswith(b"\n") else raw
+        torn = not raw.endswith(b"\n")
+        digest = line_digest(line)
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            kind = ProblemKind.TORN if torn else ProblemKind.NOT_JSON
+            what = "incomplete final line (torn write or truncation)" if torn else f"not valid JSON ({e.msg} at column {e.colno})"
+            report.add(n, kind, what)
+            prev_digest = digest
+            expected_seq += 1
+            continue
+        if torn:
+            report.add(n, ProblemKind.TORN, "final line has no newline (torn write or truncation)")
+        if not isinstance(rec, dict):
+            report.add(n, ProblemKind.NOT_JSON, "line is JSON but not a record object")
+            prev_digest = digest
+            expected_seq += 1
+            continue
+        report.records += 1
+
+        for err in schema_errors(rec)[:3]:
+            report.add(n, ProblemKind.SCHEMA, f"schema: {err}")
+        try:
+            if canonical(rec) != line:
+                report.add(n, ProblemKind.NOT_CANONICAL, "line is not in canonical (RFC 8785) form: it was rewritten")
+        except Exception:  # noqa: BLE001 - rfc8785 rejects e.g. floats out of range
+            report.add(n, ProblemKind.NOT_CANONICAL, "line cannot be canonicalized")
+
+        _check_signature(n, rec, by_id, report)
+
+        chain = rec.get("chain") if isinstance(rec.get("chain"), dict) else {}
+        seq, prev = chain.get("seq"), chain.get("prev")
+        if seq != expected_seq:
+            report.add(n, ProblemKind.SEQ, f"chain.seq is {seq}, expected {expected_seq} (a record was removed, added or reordered)")
+        if prev != prev_digest:
+            report.add(n, ProblemKind.PREV, "chain.prev does not match the previous line (a record before this one was removed, edited or reordered)")
+        if isinstance(seq, int):
+            report.last_seq = seq
+            expected_seq = seq + 1
+        else:
+            expected_seq += 1
+        prev_digest = digest
+
+        rid = rec.get("id")
+        if isinstance(rid, str):
+            if rid in seen_ids:
+                report.add(n, ProblemKind.DUPLICATE, f"record id {rid} already appeared at line {seen_ids[rid]}")
+            else:
+                seen_ids[rid] = n
+
+        run_id = (rec.get("run") or {}).get("id") if isinstance(rec.get("run"), dict) else None
+        rtype = rec.get("type")
+        if rtype == "run.started" and isinstance(run_id, str):
+            report.runs += 1
+            open_runs[run_id] = n
+        elif rtype == "run.finished" and isinstance(run_id, str):
+            if run_id in open_runs:
+                del open_runs[run_id]
+                finished_runs.add(run_id)
+            elif run_id in finished_runs:
+                report.add(n, ProblemKind.DUPLICATE, f"second run.finished for run {run_id}")
+            else:
+                report.add(n, ProblemKind.ORPHAN_FINISH, f"run.finished for run {run_id} has no run.started before it")
+
+    report.head = prev_digest
+    for run_id, n in open_runs.items():
+        report.add(n, ProblemKind.UNFINISHED_RUN,
+                   f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
+    if report.lines == 0:
+        report.add(None, ProblemKind.EMPTY, "the ledger is empty")
+    report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+    return report
+
+
+def _check_signature(n: int, rec: dict[str, Any], by_id: dict[str, Verifier], report: Report) -> None:
+    sig = rec.get("signature")
+    if not isinstance(sig, dict):
+        report.add(n, ProblemKind.BAD_SIGNATURE, "record has no signature")
+        return
+    key_id = sig.get("key_id")
+    verifier = by_id.get(key_id) if isinstance(key_id, str) else None
+    if verifier is None:
+        report.add(n, ProblemKind.UNKNOWN_KEY, f"signed by key {key_id}, which is not among the given public keys")
+        return
+    report.key_ids.add(verifier.key_id)
+    try:
+        value = base64.b64decode(str(sig.get("value", "")), validate=True)
+    except (binascii.Error, ValueError):
+        report.add(n, ProblemKind.BAD_SIGNATURE, "signature value is not base64")
+        return
+    try:
+        verifier.verify(value, signing_payload(rec))
+    except VerificationError:
+        report.add(n, ProblemKind.BAD_SIGNATURE, "signature does not match the record (the record was edited)")
