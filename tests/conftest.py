@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,3 +135,39 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture
 def ledger_records() -> Callable[[Path], list[dict[str, Any]]]:
     return read_ledger
+
+
+# --- a real AWS endpoint: one moto server for the whole session --------------------------
+@dataclass(frozen=True)
+class MotoServer:
+    url: str
+    port: int
+
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, region_name=region,
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for a tfaudit subprocess that should reach this server the way boto3 does."""
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A real moto server on a loopback port, shared by every test that talks AWS over HTTP.
+
+    Tests must use fresh resource names (a uuid suffix) so they do not see each other's resources.
+    """
+    pytest.importorskip("moto.server")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield MotoServer(f"http://{host}:{port}", port)
+    finally:
+        server.stop()

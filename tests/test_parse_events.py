@@ -39,7 +39,7 @@ needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").is_file(),
                                   reason=f"real-world corpus not present ({CORPUS})")
 STREAM_ROWS = _rows("apply-stream")
 # `terraform test -json` and `query -json` streams use the same message envelope.
-OTHER_STREAMS = [r for r in _rows("other") if "stream" in r["notes"]]
+OTHER_STREAMS = [r for r in _rows("other") if "format: jsonl" in r["notes"]]
 NOT_STREAMS = [r for r in _rows("other") if r not in OTHER_STREAMS]
 _HOOK_TYPES = {"apply_start", "apply_progress", "apply_complete", "apply_errored"}
 

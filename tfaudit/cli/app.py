@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -25,11 +26,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["--help"]},
 )
 
-# Explicit command registry: each module's register(app) adds its commands.
-from tfaudit.cli import config_cmd, keys_cmd, log_cmd, verify_cmd, wrap_cmd  # noqa: E402
-
-for _module in (wrap_cmd, verify_cmd, keys_cmd, config_cmd, log_cmd):
-    _module.register(app)
+# Explicit command registry: each module's register(app) adds its commands. One line per
+# module; modules keep heavy imports (boto3, the runner) inside their command functions.
+COMMAND_MODULES: tuple[str, ...] = (
+    "tfaudit.cli.wrap_cmd",
+    "tfaudit.cli.verify_cmd",
+    "tfaudit.cli.keys_cmd",
+    "tfaudit.cli.config_cmd",
+    "tfaudit.cli.log_cmd",
+)
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
 
 
 _GLOBAL_FLAGS = ("--log-format", "--verbose")
