@@ -267,3 +267,8 @@ def test_real_successful_apply_summary() -> None:
     assert len(outcomes) == 8
     assert {o.status for o in outcomes.values()} == {OutcomeStatus.SUCCEEDED}
     assert tracker.terraform_version == "1.11.4"
+
+
+def test_json_array_of_non_messages_is_a_stream_error() -> None:
+    with pytest.raises(StreamError, match="it looks like a JSON array"):
+        parse_stream('[{"a": 1}, {"b": 2}]', source="x.json")

@@ -112,6 +112,7 @@ def _diagnostic(obj: Any) -> Diagnostic | None:
     start = rng.get("start")
     line = start.get("line") if isinstance(start, dict) else None
     return Diagnostic(
+        # Fail closed: a diagnostic that does not say how bad it is counts as an error.
         severity=_str(obj.get("severity")) or "error",
         summary=_str(obj.get("summary")) or "",
         detail=_str(obj.get("detail")) or "",
@@ -191,6 +192,7 @@ def parse_stream(data: bytes | str, *, source: str = "<stream>") -> list[Event]:
     file, or terraform run without -json).
     """
     text = decode_text(data, source=source, error=StreamError, hint=HINT)
+    events: list[Event] | None = None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
@@ -198,9 +200,9 @@ def parse_stream(data: bytes | str, *, source: str = "<stream>") -> list[Event]:
         except ValueError:
             array = None  # not the array form; read it line by line
         if isinstance(array, list) and all(isinstance(m, dict) for m in array):
-            return [event_from_message(m) for m in array]
-
-    events = [e for e in map(parse_event_line, text.splitlines()) if e is not None]
+            events = [event_from_message(m) for m in array]
+    if events is None:
+        events = [e for e in map(parse_event_line, text.splitlines()) if e is not None]
     if events and not any(e.type not in ("text", "unknown") for e in events):
         raise StreamError(f"{source}: has no machine-readable UI messages; it looks like {_describe(text, source)}",
                           hint=HINT)
