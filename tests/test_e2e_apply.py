@@ -283,3 +283,22 @@ def test_eight_concurrent_applies_share_one_ledger(tf_workdir: Callable[[str], P
     v = run_tfaudit("verify", str(ledger), "--public-key", str(keypair[1]))
     assert v.returncode == 0, v.output
     assert "in 8 runs verified" in v.stdout
+
+
+def test_failed_plan_is_recorded_and_nothing_applied(e2e: dict[str, Any]) -> None:
+    r = e2e["apply"]("-auto-approve", "-var", "gen=not-a-number")
+    assert r.returncode == 1
+    assert "Invalid value for input variable" in r.output  # terraform's own error, unchanged
+    recs = read_ledger(e2e["ledger"])
+    assert [x["type"] for x in recs] == ["run.started", "run.finished"]
+    assert recs[1]["outcome"]["status"] == "failed"
+    assert recs[1]["outcome"]["reason"] == "terraform plan failed"
+    assert not (e2e["work"] / "terraform.tfstate").exists()
+
+
+def test_plain_apply_does_not_import_boto3(e2e: dict[str, Any], base_env: dict[str, str]) -> None:
+    code = ("import sys; from tfaudit.cli.app import main; rc = main(['apply', '-auto-approve']); "
+            "print('RC', rc, 'BOTO3' if 'boto3' in sys.modules else 'NO-BOTO3')")
+    env = {**base_env, "TFAUDIT_SIGNING_KEY": str(e2e["priv"])}
+    res = subprocess.run([sys.executable, "-c", code], cwd=e2e["work"], env=env, capture_output=True, text=True)
+    assert "RC 0 NO-BOTO3" in res.stdout, res.stdout + res.stderr

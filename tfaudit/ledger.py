@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfaudit.errors import LedgerError
+from tfaudit.errors import InputError, LedgerError
 from tfaudit.schema import validate_record
 from tfaudit.signing import Signer, canonical, line_digest, sign_record
 
@@ -126,9 +126,9 @@ class Ledger:
         try:
             f = self.path.open("rb")
         except FileNotFoundError:
-            raise LedgerError(f"ledger {self.path} does not exist", hint="check the path, or run a wrapped command first") from None
+            raise InputError(f"ledger {self.path} does not exist", hint="check the path, or run a wrapped command first") from None
         except OSError as e:
-            raise LedgerError(f"cannot read the ledger {self.path}: {e.strerror}") from e
+            raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
         with f:
             for n, raw in enumerate(f, start=1):
                 yield n, raw

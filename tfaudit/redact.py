@@ -40,6 +40,10 @@ DEFAULT_NAME_PATTERNS: tuple[str, ...] = (
 
 DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
     r"\b(?:AKIA|ASIA|AIDA|AROA)[0-9A-Z]{16}\b",  # AWS access key ids
+    # AWS secret access keys and API-key-like 40-character base64 strings: mixed case plus a
+    # digit or / or +, so hex digests (git shas) and ordinary words are left alone.
+    r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[0-9/+])"
+    r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
     r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",  # Slack tokens
@@ -49,7 +53,7 @@ DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
 
 # Sensitive values shorter than this are not scrubbed out of free text: "1" or "true"
 # would mangle every message, and such short values are not secrets worth hiding there.
-_MIN_SCRUB_LEN = 4
+_MIN_SCRUB_LEN = 6
 
 
 @dataclass
@@ -128,7 +132,10 @@ class Redactor:
                 sub_mask = mask.get(k) if isinstance(mask, Mapping) else None
                 sub_unknown = unknown.get(k) if isinstance(unknown, Mapping) else None
                 v = value.get(k)
-                if self.is_secret_name(str(k)) and v is not None and sub_unknown is not True:
+                # booleans and numbers under a secret-looking name (disable_password_auth = true,
+                # token_ttl = 3600) are settings, not secrets
+                if (self.is_secret_name(str(k)) and isinstance(v, (str, Mapping, list, tuple))
+                        and sub_unknown is not True):
                     self.learn(v)
                     out[k] = SENSITIVE if sub_mask is True else REDACTED
                 else:

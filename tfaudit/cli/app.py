@@ -8,7 +8,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-import click
 import typer
 
 from tfaudit import logs
@@ -42,6 +41,22 @@ for _name in COMMAND_MODULES:
 _GLOBAL_FLAGS = ("--log-format", "--verbose")
 
 
+def _cls(name: str) -> type[Exception]:
+    """typer >= 0.20 vendors click: find its exception classes through a public one."""
+    for klass in typer.BadParameter.__mro__:
+        if klass.__name__ == name:
+            return klass
+    raise ImportError(name)
+
+
+_UsageError = _cls("UsageError")
+_ClickException = _cls("ClickException")
+
+
+class _GlobalsError(Exception):
+    pass
+
+
 def _pop_globals(argv: list[str]) -> tuple[str | None, int, list[str]]:
     """--log-format/--verbose are accepted anywhere (they are not terraform's), then removed."""
     log_format: str | None = os.environ.get("TFAUDIT_LOG_FORMAT")
@@ -64,7 +79,7 @@ def _pop_globals(argv: list[str]) -> tuple[str | None, int, list[str]]:
     while rest and rest[0] in ("-v", "-vv"):
         verbosity += len(rest.pop(0)) - 1
     if log_format not in (None, "console", "json"):
-        raise click.UsageError(f"--log-format must be console or json, not {log_format!r}")
+        raise _GlobalsError(f"--log-format must be console or json, not {log_format!r}")
     return log_format, verbosity, rest
 
 
@@ -83,15 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TfauditError as e:
         _error(str(e))
         return int(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return int(ExitCode.INTERRUPTED)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return int(e.exit_code)
-    except click.UsageError as e:
-        _error(e.format_message() + (f" (see 'tfaudit {e.ctx.command_path.split(' ', 1)[-1]} --help')" if e.ctx and " " in e.ctx.command_path else " (see 'tfaudit --help')"))
+    except _GlobalsError as e:
+        _error(str(e))
         return int(ExitCode.USAGE)
-    except click.ClickException as e:
-        _error(e.format_message())
+    except _UsageError as e:
+        ctx = getattr(e, "ctx", None)
+        path = ctx.command_path if ctx is not None else "tfaudit"
+        _error(f"{e.format_message()} (see '{path} --help')")  # type: ignore[attr-defined]
+        return int(ExitCode.USAGE)
+    except _ClickException as e:
+        _error(e.format_message())  # type: ignore[attr-defined]
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         _error("interrupted")
