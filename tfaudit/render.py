@@ -32,6 +32,24 @@ def _diagnostic_text(diag: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def hcl_value(value: Any, indent: int = 0) -> str:
+    """A value the way terraform prints outputs: strings quoted, maps with `=`, one item a line."""
+    pad = "  " * (indent + 1)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        width = max(len(json.dumps(str(k))) for k in value)
+        items = [f"{pad}{json.dumps(str(k)):<{width}} = {hcl_value(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + "\n".join(items) + "\n" + "  " * indent + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + "\n".join(f"{pad}{hcl_value(v, indent + 1)}," for v in value) + "\n" + "  " * indent + "]"
+    if value is None:
+        return "null"
+    return json.dumps(value)
+
+
 def _outputs_text(outputs: Mapping[str, Any]) -> str:
     lines = ["", "Outputs:", ""]
     for name, o in sorted(outputs.items()):
@@ -40,7 +58,7 @@ def _outputs_text(outputs: Mapping[str, Any]) -> str:
         if o.get("sensitive"):
             value = "<sensitive>"
         elif "value" in o:
-            value = json.dumps(o["value"], indent=2, sort_keys=True)
+            value = hcl_value(o["value"])
         else:
             value = "(known after apply)"
         lines.append(f"{name} = {value}")
@@ -73,7 +91,8 @@ class StreamRenderer:
             stream = self.err if diag.get("severity") == "error" else self.out
             self._w(stream, self.scrub(_diagnostic_text(diag)))
         elif mtype == "change_summary":
-            changes = msg.get("changes") if isinstance(msg.get("changes"), Mapping) else {}
+            raw_changes = msg.get("changes")
+            changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
             text = str(msg.get("@message", ""))
             if self.destroy and text.startswith("Apply complete!"):
                 # a saved destroy plan reports as an apply; terraform destroy words it like this

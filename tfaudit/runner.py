@@ -119,7 +119,8 @@ def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console
     if cfg.signing.signer == "kms":
         from tfaudit.kms import KmsSigner  # boto3 only when a KMS signer is configured
 
-        return KmsSigner.from_config(cfg.signing.options, env)
+        kms_signer: Signer = KmsSigner.from_config(cfg.signing.options, env)
+        return kms_signer
     if cfg.signing.key is not None:
         return load_signer(cfg.signing.key)
     path = default_key_path(env)
@@ -271,7 +272,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
 def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool) -> records.Outcome:
     res = tracker.outcome(ch.address)
-    status = res.status
+    status: str = str(res.status)
     if status == "started":
         status = "interrupted" if interrupted else "failed"
     if status == "not_attempted" and tuple(ch.actions) in (("forget",), ("no-op",)) and rc == 0:
@@ -295,7 +296,7 @@ def _record_unapplied(session: Session, rc: int, state_before: State | None, t0:
         id=records.RunId(records.new_id()), command=session.inv.command,
         args=tuple(session.redactor.argv(session.inv.tf_args)), tool=tf.tool, tool_version=tf.version,
         workspace=tf.workspace(), working_dir=str(tf.working_dir))
-    empty = {"sha256": None, "summary": {}, "changes": [], "resource_drift": [], "errored": True}
+    empty: dict[str, Any] = {"sha256": None, "summary": {}, "changes": [], "resource_drift": [], "errored": True}
     recs = [
         records.base_record("run.started", run, session.actor, plan=empty),
         records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(

@@ -49,8 +49,11 @@ def key_id_for(public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey)
 
 
 class Signer(Protocol):
-    algorithm: str
-    key_id: str
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def key_id(self) -> str: ...
 
     def sign(self, payload: bytes) -> bytes: ...
 

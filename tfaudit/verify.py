@@ -108,7 +108,8 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
             rec = json.loads(line)
         except ValueError as e:
             kind = ProblemKind.TORN if torn else ProblemKind.NOT_JSON
-            what = "incomplete final line (torn write or truncation)" if torn else f"not valid JSON ({e.msg} at column {e.colno})"
+            detail = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "bad encoding"
+            what = "incomplete final line (torn write or truncation)" if torn else f"not valid JSON ({detail})"
             report.add(n, kind, what)
             prev_digest = digest
             expected_seq += 1
@@ -132,7 +133,8 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
 
         _check_signature(n, rec, by_id, report)
 
-        chain = rec.get("chain") if isinstance(rec.get("chain"), dict) else {}
+        raw_chain = rec.get("chain")
+        chain: dict[str, Any] = raw_chain if isinstance(raw_chain, dict) else {}
         seq, prev = chain.get("seq"), chain.get("prev")
         if seq != expected_seq:
             report.add(n, ProblemKind.SEQ, f"chain.seq is {seq}, expected {expected_seq} (a record was removed, added or reordered)")
@@ -152,7 +154,8 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
             else:
                 seen_ids[rid] = n
 
-        run_id = (rec.get("run") or {}).get("id") if isinstance(rec.get("run"), dict) else None
+        run = rec.get("run")
+        run_id = run.get("id") if isinstance(run, dict) else None
         rtype = rec.get("type")
         if rtype == "run.started" and isinstance(run_id, str):
             report.runs += 1
