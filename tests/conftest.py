@@ -16,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-REAL_WORLD = ROOT.parent / "shared" / "fixtures" / "real-world"
 PLUGIN_MIRROR = Path("/opt/tf-plugins")
 
 

@@ -14,29 +14,12 @@ import pytest
 from tfaudit.errors import StreamError
 from tfaudit.parse import ApplyTracker, Event, OutcomeStatus, load_stream, parse_event_line, parse_stream
 
-CORPUS = Path(__file__).parents[1].parent / "shared" / "fixtures" / "real-world"
+from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
 REAL_FAILED = FIXTURES / "tf1.11.4-replace-and-fail.apply.jsonl"
 REAL_CREATE = FIXTURES / "tf1.11.4-create-all.apply.jsonl"
 
 
-def _rows(*kinds: str) -> list[dict[str, str]]:
-    manifest = CORPUS / "MANIFEST.tsv"
-    if not manifest.is_file():
-        return []
-    with manifest.open(newline="", encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f, delimiter="\t") if r["kind"] in kinds]
-
-
-def _corpus(rel: str) -> Path:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(f"real-world corpus not present ({CORPUS})")
-    return path
-
-
-needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").is_file(),
-                                  reason=f"real-world corpus not present ({CORPUS})")
 STREAM_ROWS = _rows("apply-stream")
 # `terraform test -json` and `query -json` streams use the same message envelope.
 OTHER_STREAMS = [r for r in _rows("other") if "format: jsonl" in r["notes"]]

@@ -14,28 +14,11 @@ import pytest
 from tfaudit.errors import PlanError
 from tfaudit.parse import ChangeAction, Plan, load_plan, load_plans, parse_plan, parse_plans
 
-CORPUS = Path(__file__).parents[1].parent / "shared" / "fixtures" / "real-world"
+from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
 REAL_PLAN = FIXTURES / "tf1.11.4-replace-and-fail.plan.json"
 
 
-def _rows(kind: str) -> list[dict[str, str]]:
-    manifest = CORPUS / "MANIFEST.tsv"
-    if not manifest.is_file():
-        return []
-    with manifest.open(newline="", encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f, delimiter="\t") if r["kind"] == kind]
-
-
-def _corpus(rel: str) -> Path:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(f"real-world corpus not present ({CORPUS})")
-    return path
-
-
-needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").is_file(),
-                                  reason=f"real-world corpus not present ({CORPUS})")
 
 PLAN_ROWS = _rows("plan")
 # Rows the notes call not-JSON; the wrapper and multi-document files are JSON once unwrapped.

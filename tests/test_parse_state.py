@@ -14,28 +14,11 @@ import pytest
 from tfaudit.errors import StateError
 from tfaudit.parse import State, load_state, parse_state
 
-CORPUS = Path(__file__).parents[1].parent / "shared" / "fixtures" / "real-world"
+from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
 REAL_STATE = FIXTURES / "tf1.11.4-after-failed-apply.tfstate"
 
 
-def _rows(kind: str) -> list[dict[str, str]]:
-    manifest = CORPUS / "MANIFEST.tsv"
-    if not manifest.is_file():
-        return []
-    with manifest.open(newline="", encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f, delimiter="\t") if r["kind"] == kind]
-
-
-def _corpus(rel: str) -> Path:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(f"real-world corpus not present ({CORPUS})")
-    return path
-
-
-needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").is_file(),
-                                  reason=f"real-world corpus not present ({CORPUS})")
 STATE_ROWS = _rows("state")
 ENCRYPTED = [r for r in STATE_ROWS if "encrypted-state" in r["notes"]]
 READABLE = [r for r in STATE_ROWS if r not in ENCRYPTED]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import pytest
 import rfc8785
 
-from conftest import REAL_WORLD
+from corpus import CORPUS as REAL_WORLD, manifest_rows, needs_corpus
 from tfaudit import records
 from tfaudit.errors import PlanError
 from tfaudit.parse.plan import load_plans
@@ -61,16 +60,8 @@ def _string_leaves(value: object) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def _plan_rows() -> list[str]:
-    manifest = REAL_WORLD / "MANIFEST.tsv"
-    if not manifest.exists():
-        return []
-    with manifest.open() as f:
-        return [row["path"] for row in csv.DictReader(f, delimiter="\t") if row["kind"] == "plan"]
-
-
-@pytest.mark.skipif(not REAL_WORLD.exists(), reason="real-world corpus not present")
-@pytest.mark.parametrize("rel", _plan_rows())
+@needs_corpus
+@pytest.mark.parametrize("rel", [r["path"] for r in manifest_rows("plan")])
 def test_records_from_real_plans_validate_and_leak_nothing(rel: str) -> None:
     from tfaudit.schema import schema_errors
 
