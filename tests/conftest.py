@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
 PLUGIN_MIRROR = Path("/opt/tf-plugins")
+from corpus import CORPUS as REAL_WORLD  # noqa: E402,F401  (the real-world corpus; see tests/corpus.py)
 
 
 def require_terraform() -> str:
