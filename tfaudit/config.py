@@ -28,6 +28,15 @@ SECTIONS: dict[str, str] = {
     "signing": "tfaudit.config:_parse_signing",
     "redact": "tfaudit.config:_parse_redact",
     "identity": "tfaudit.config:_parse_identity",
+    "require_recorded_plan": "tfaudit.binding:parse_require_recorded_plan",
+    "expect": "tfaudit.identity_check:parse_expect",
+    "oidc": "tfaudit.oidc:parse_oidc",
+    "checkpoints": "tfaudit.checkpoints:parse_checkpoints",
+    "sink": "tfaudit.sinks:parse_sinks",
+    "delivery": "tfaudit.sinks:parse_delivery",
+    "rule": "tfaudit.analysis.policy:parse_rules_blocks",
+    "rules": "tfaudit.analysis.policy:parse_rules_settings",
+    "waiver": "tfaudit.analysis.policy:parse_waivers",
 }
 
 

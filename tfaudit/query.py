@@ -1,13 +1,57 @@
-"""Reading the trail back: runs and resource changes out of one or more ledgers."""
+"""Reading the trail back: runs and resource changes out of one or more ledgers.
+
+Sources are local ledger files or, when the S3 sink is installed, `s3://bucket/prefix`
+listings of the sink's objects. Records seen twice (the same ledger read from two places)
+count once, by record id. Nothing here verifies signatures: that is `tfaudit verify`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import fnmatch
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from tfaudit.errors import InputError, UsageError
 from tfaudit.ledger import Ledger
+
+
+def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """parent[key] when it is an object, else an empty one (records are read defensively)."""
+    value = parent.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+class Progress(Protocol):
+    """Told how many bytes a read will take and how far it got (a terminal bar, or nothing)."""
+
+    def add_total(self, nbytes: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+
+class _NoProgress:
+    def add_total(self, nbytes: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+
+class Outcome(str, Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+    INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+    PLANNED = "planned"  # a plan.recorded with no apply
+    UNFINISHED = "unfinished"  # run.started without run.finished (killed, or still running)
 
 
 @dataclass
@@ -21,52 +65,335 @@ class RunSummary:
     actor: str
     workspace: str
     working_dir: str
-    status: str = "unfinished"
+    status: str = Outcome.UNFINISHED.value
     exit_code: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)
     resources: list[Mapping[str, Any]] = field(default_factory=list)
     records: list[Mapping[str, Any]] = field(default_factory=list)
+    findings: list[Mapping[str, Any]] = field(default_factory=list)
+    actor_block: Mapping[str, Any] = field(default_factory=dict)
+    plan_sha256: str | None = None
+    recorded_by: Mapping[str, Any] | None = None
+    duration_seconds: float | None = None
+    reason: str | None = None
+
+    @property
+    def ci(self) -> Mapping[str, Any] | None:
+        ci = self.actor_block.get("ci")
+        return ci if isinstance(ci, Mapping) else None
 
     def as_dict(self) -> dict[str, Any]:
+        ci = self.ci
         return {
             "run_id": self.run_id, "ledger": self.ledger, "command": self.command, "time": self.time,
             "actor": self.actor, "workspace": self.workspace, "working_dir": self.working_dir,
             "status": self.status, "exit_code": self.exit_code, "counts": self.counts, "planned": self.planned,
+            "findings": list(self.findings), "plan_sha256": self.plan_sha256,
+            "plan_recorded_by": dict(self.recorded_by) if self.recorded_by else None,
+            "duration_seconds": self.duration_seconds, "reason": self.reason,
+            "ci": {k: ci.get(k) for k in ("provider", "repository", "ref", "run_id", "url")} if ci else None,
         }
 
 
-def iter_records(paths: Iterable[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    for path in paths:
-        for rec in Ledger(path).records():
-            yield path, rec
+@dataclass(frozen=True)
+class Filters:
+    """Which runs to keep; None means no restriction."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actors: tuple[str, ...] = ()
+    workspaces: tuple[str, ...] = ()
+    outcomes: tuple[str, ...] = ()
+
+    def keep(self, run: RunSummary) -> bool:
+        t = parse_time(run.time)
+        if self.since and (t is None or t < self.since):
+            return False
+        if self.until and (t is None or t > self.until):
+            return False
+        if self.actors and not any(_glob(p, v) for p in self.actors for v in _actor_names(run.actor_block, run.actor)):
+            return False
+        if self.workspaces and not any(_glob(p, run.workspace) for p in self.workspaces):
+            return False
+        return not self.outcomes or run.status in self.outcomes
 
 
-def runs(paths: Iterable[Path]) -> list[RunSummary]:
+def _glob(pattern: str, value: str | None) -> bool:
+    return value is not None and fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def _actor_names(actor: Mapping[str, Any], user: str) -> list[str]:
+    git = _obj(actor, "git")
+    names = [user, actor.get("os_user"), git.get("user_email"), git.get("user_name")]
+    return [str(n) for n in names if n]
+
+
+# --- time -------------------------------------------------------------------------------------
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A record's RFC 3339 time as an aware datetime; None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
+    """--since/--until: an ISO date or date-time (UTC unless it says otherwise), or an age like 7d, 12h, 30m."""
+    now = now or datetime.now(timezone.utc)
+    m = _RELATIVE.match(text.strip().lower())
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    t = parse_time(text.strip())
+    if t is None:
+        raise UsageError(f"{option} {text!r} is not a date, a date-time or an age",
+                         hint="use e.g. 2026-01-31, 2026-01-31T14:00:00Z, 7d, 12h or 30m")
+    return t
+
+
+# --- sources ----------------------------------------------------------------------------------
+RecordSource = Callable[[Progress], Iterator[dict[str, Any]]]
+
+
+def local_source(path: Path) -> tuple[str, RecordSource]:
+    def read(progress: Progress) -> Iterator[dict[str, Any]]:
+        ledger = Ledger(path)
+        try:
+            progress.add_total(path.stat().st_size)
+        except OSError:
+            pass  # Ledger.lines() raises the user-facing error
+        for _, raw in ledger.lines():
+            progress.advance(len(raw))
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue  # `tfaudit verify` reports these
+            if isinstance(rec, dict):
+                yield rec
+
+    return str(path), read
+
+
+def s3_source(url: str, env: Mapping[str, str]) -> tuple[str, RecordSource]:
+    """The S3 sink's objects (`<prefix>/<yyyy>/<mm>/<dd>/<workspace>/<run_id>.jsonl`) under s3://bucket/prefix."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    bucket, prefix = parts.netloc, parts.path.lstrip("/")
+    if not bucket:
+        raise UsageError(f"{url} names no bucket", hint="use s3://BUCKET/PREFIX")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+
+    def read(progress: Progress) -> Iterator[dict[str, Any]]:
+        from tfaudit import _aws  # boto3 only when an s3:// source is read
+
+        try:
+            s3 = _aws.client("s3", _aws.AwsSettings(), env)
+            objects = []
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents") or []:
+                    if str(obj["Key"]).endswith(".jsonl"):
+                        objects.append(obj)
+                        progress.add_total(int(obj.get("Size") or 0))
+            # keys start with the date, so key order is time order within a prefix
+            for obj in sorted(objects, key=lambda o: str(o["Key"])):
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                progress.advance(len(body))
+                for line in body.splitlines():
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict):
+                        yield rec
+        except ImportError:
+            raise UsageError(f"cannot read {url}: boto3 is not installed",
+                             hint="pip install 'tfaudit[aws]'") from None
+        except _aws.botocore_errors() as e:
+            raise InputError(f"cannot read {url}: {_aws.error_text(e)[:200]}",
+                             hint="check the bucket, prefix and AWS credentials") from e
+
+    return url, read
+
+
+def sources_for(specs: Sequence[str | Path], env: Mapping[str, str] | None = None) -> list[tuple[str, RecordSource]]:
+    out: list[tuple[str, RecordSource]] = []
+    for spec in specs:
+        text = str(spec)
+        if text.startswith("s3://"):
+            out.append(s3_source(text, env or {}))
+        else:
+            path = Path(text)
+            if path.is_dir():
+                # a folder of ledgers, e.g. the S3 sink's objects synced locally
+                out += [local_source(p) for p in sorted(path.rglob("*.jsonl"))]
+            else:
+                out.append(local_source(path))
+    return out
+
+
+def iter_records(paths: Iterable[Path | str], progress: Progress | None = None,
+                 env: Mapping[str, str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(source name, record) for every record in every source, each record id once."""
+    prog = progress or _NoProgress()
+    seen: set[str] = set()
+    for name, read in sources_for(list(paths), env):
+        for rec in read(prog):
+            rid = rec.get("id")
+            if isinstance(rid, str):
+                if rid in seen:
+                    continue
+                seen.add(rid)
+            yield name, rec
+
+
+# --- runs ---------------------------------------------------------------------------------
+def runs(paths: Iterable[Path | str], filters: Filters | None = None, progress: Progress | None = None,
+         env: Mapping[str, str] | None = None) -> list[RunSummary]:
     """Every run in the ledgers, newest first. plan.recorded records count as runs of `plan`."""
     by_id: dict[str, RunSummary] = {}
-    for path, rec in iter_records(paths):
-        run = rec.get("run") or {}
-        rid = run.get("id")
-        if not isinstance(rid, str):
+    for source, rec in iter_records(paths, progress, env):
+        add_record(by_id, source, rec)
+    found = sorted(by_id.values(), key=lambda r: (r.time, r.run_id), reverse=True)
+    return [r for r in found if filters is None or filters.keep(r)]
+
+
+def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]) -> None:
+    run = _obj(rec, "run")
+    rid = run.get("id")
+    if not isinstance(rid, str):
+        return
+    actor = _obj(rec, "actor")
+    summary = by_id.get(rid)
+    if summary is None:
+        summary = by_id[rid] = RunSummary(
+            run_id=rid, ledger=source, command=str(run.get("command", "?")), time=str(rec.get("time", "")),
+            actor=str(actor.get("user", "?")), workspace=str(run.get("workspace", "?")),
+            working_dir=str(run.get("working_dir", "")), actor_block=actor,
+            plan_sha256=run.get("plan_sha256") if isinstance(run.get("plan_sha256"), str) else None)
+    summary.records.append(rec)
+    if rec.get("time") and str(rec["time"]) < summary.time:
+        summary.time = str(rec["time"])
+    summary.findings += [f for f in rec.get("findings") or [] if isinstance(f, Mapping)]
+    rtype = rec.get("type")
+    if rtype in ("run.started", "plan.recorded"):
+        plan = _obj(rec, "plan")
+        summary.planned = dict(plan.get("summary") or {})
+        if isinstance(plan.get("recorded_by"), Mapping):
+            summary.recorded_by = plan["recorded_by"]
+        if rtype == "plan.recorded":
+            summary.status = Outcome.PLANNED.value
+    elif rtype == "resource.changed":
+        res = _obj(rec, "resource")
+        summary.resources.append(res)
+        summary.findings += [f for f in res.get("findings") or [] if isinstance(f, Mapping)]
+    elif rtype == "run.finished":
+        outcome = _obj(rec, "outcome")
+        summary.status = str(outcome.get("status", "?"))
+        summary.exit_code = outcome.get("exit_code")
+        summary.counts = {k: v for k, v in (outcome.get("counts") or {}).items() if v}
+        summary.duration_seconds = outcome.get("duration_seconds")
+        summary.reason = outcome.get("reason")
+
+
+# --- one resource's history ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Change:
+    """One recorded change to a resource: when, who, which action, what changed, did it work."""
+
+    time: str
+    seq: int | None
+    ledger: str
+    run_id: str
+    command: str
+    workspace: str
+    working_dir: str
+    actor: str
+    actor_block: Mapping[str, Any]
+    address: str
+    previous_address: str | None
+    action: str
+    actions: tuple[str, ...]
+    status: str
+    run_status: str
+    changed_paths: tuple[str, ...]
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    error: Mapping[str, Any] | None
+    findings: tuple[Mapping[str, Any], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        ci = self.actor_block.get("ci") if isinstance(self.actor_block.get("ci"), Mapping) else None
+        return {
+            "time": self.time, "seq": self.seq, "ledger": self.ledger, "run_id": self.run_id,
+            "command": self.command, "workspace": self.workspace, "working_dir": self.working_dir,
+            "actor": self.actor, "ci": dict(ci) if ci else None, "address": self.address,
+            "previous_address": self.previous_address, "action": self.action, "actions": list(self.actions),
+            "status": self.status, "run_status": self.run_status, "changed_paths": list(self.changed_paths),
+            "before": self.before, "after": self.after, "error": self.error, "findings": list(self.findings),
+        }
+
+
+def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None = None,
+            env: Mapping[str, str] | None = None) -> list[Change]:
+    """Every change to the resources matching pattern (a glob over addresses), newest first.
+
+    Moves are followed backwards: once a matching resource is seen arriving from
+    `previous_address`, the older records of that address belong to its history too.
+    """
+    changes: list[Change] = []
+    run_status: dict[str, str] = {}
+    for source, rec in iter_records(paths, progress, env):
+        run = _obj(rec, "run")
+        rid = str(run.get("id", ""))
+        if rec.get("type") == "run.finished":
+            outcome = _obj(rec, "outcome")
+            run_status[rid] = str(outcome.get("status", "?"))
             continue
-        summary = by_id.get(rid)
-        if summary is None:
-            summary = by_id[rid] = RunSummary(
-                run_id=rid, ledger=str(path), command=str(run.get("command", "?")), time=str(rec.get("time", "")),
-                actor=str((rec.get("actor") or {}).get("user", "?")), workspace=str(run.get("workspace", "?")),
-                working_dir=str(run.get("working_dir", "")))
-        summary.records.append(rec)
-        rtype = rec.get("type")
-        if rtype in ("run.started", "plan.recorded"):
-            summary.planned = dict((rec.get("plan") or {}).get("summary") or {})
-            if rtype == "plan.recorded":
-                summary.status = "planned"
-        elif rtype == "resource.changed":
-            summary.resources.append(rec.get("resource") or {})
-        elif rtype == "run.finished":
-            outcome = rec.get("outcome") or {}
-            summary.status = str(outcome.get("status", "?"))
-            summary.exit_code = outcome.get("exit_code")
-            summary.counts = {k: v for k, v in (outcome.get("counts") or {}).items() if v}
-    return sorted(by_id.values(), key=lambda r: r.time, reverse=True)
+        if rec.get("type") != "resource.changed":
+            continue
+        res = _obj(rec, "resource")
+        actor = _obj(rec, "actor")
+        chain = _obj(rec, "chain")
+        changes.append(Change(
+            time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
+            ledger=source, run_id=rid, command=str(run.get("command", "?")),
+            workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
+            actor=str(actor.get("user", "?")), actor_block=actor, address=str(res.get("address", "")),
+            previous_address=res.get("previous_address") or None, action=str(res.get("action", "?")),
+            actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
+            changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
+            error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
+        ))
+    changes.sort(key=lambda c: (c.time, c.seq or 0), reverse=True)
+    matches = address_matcher(pattern)
+    tracked: set[str] = set()
+    out: list[Change] = []
+    for ch in changes:  # newest first, so a move is seen before the records it continues
+        if not (matches(ch.address) or ch.address in tracked):
+            continue
+        out.append(ch)
+        if ch.previous_address and ch.previous_address != ch.address:
+            tracked.add(ch.previous_address)
+    return [_with_run_status(c, run_status.get(c.run_id, Outcome.UNFINISHED.value)) for c in out]
+
+
+def address_matcher(pattern: str) -> Callable[[str], bool]:
+    """`*` and `?` are wildcards; everything else is literal, since addresses use [ ] and quotes."""
+    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z",
+                       re.DOTALL)
+    return lambda address: regex.match(address) is not None
+
+
+def _with_run_status(ch: Change, status: str) -> Change:
+    from dataclasses import replace
+
+    return replace(ch, run_status=status)

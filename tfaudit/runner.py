@@ -23,7 +23,7 @@ import structlog
 
 from tfaudit import _proc, records
 from tfaudit.config import Config, load_config
-from tfaudit.errors import ExitCode, LedgerError, PlanError, UsageError
+from tfaudit.errors import ExitCode, LedgerError, PlanError, PolicyError, UsageError
 from tfaudit.identity import IdentityOptions, collect_actor
 from tfaudit.ledger import Appended, Ledger
 from tfaudit.parse.events import ApplyTracker, parse_event_line
@@ -50,6 +50,8 @@ class Invocation:
     signing_key: str | None = None
     config: str | None = None
     tf_path: str | None = None
+    checkpoints: str | None = None  # checkpoints: --checkpoints DIR|s3://...|https://...
+    fail_on: str | None = None  # analysis: --fail-on / TFAUDIT_FAIL_ON severity gate
 
 
 @dataclass
@@ -145,6 +147,19 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     actor = collect_actor(cwd=work_dir, env=env, options=IdentityOptions(
         user=ident.user, git=ident.git, ci=ident.ci, hostname=ident.hostname))
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
+    if ident.aws:  # STS caller identity; boto3 is imported only when AWS credentials are present
+        from tfaudit.cloud import cloud_identity
+
+        actor["cloud"] = cloud_identity(env)
+    if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
+        from tfaudit.sinks.delivery import prepare
+
+        prepare(ledger.path, cfg.section("sink"), cfg.section("delivery"), console.warn)
+    # --- CI identity (issue 5): GitHub Actions OIDC claims into actor.ci.oidc, never the token.
+    if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
+        from tfaudit import oidc
+
+        oidc.attach(actor, env, cfg.section("oidc"), redactor)
     return Session(inv, env, cfg, ledger, signer, tf, actor, redactor, console)
 
 
@@ -176,7 +191,22 @@ def _append(session: Session, recs: list[dict[str, Any]], *, applied: bool) -> l
 def _deliver(session: Session, appended: list[Appended]) -> int:
     """Send a run's records to the configured sinks; returns an exit code override (0 = none)."""
     # HOOK(delivery): sinks issue plugs delivery in here.
-    return 0
+    specs = session.config.section("sink")
+    if not specs:
+        return 0
+    from tfaudit.sinks.delivery import deliver_after_run  # only when sinks are configured
+
+    return deliver_after_run(session.ledger.path, specs, session.config.section("delivery"), session.env,
+                             session.redactor, session.console.warn)
+
+
+def _anchor(session: Session) -> int:
+    """# checkpoints: sign a checkpoint of the ledger and store it apart from it, when configured
+    (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block); returns an exit code override."""
+    from tfaudit.checkpoints import anchor_after_run
+
+    return anchor_after_run(session.ledger.path, session.signer, session.inv.checkpoints, session.env,
+                            session.config, lambda m: session.console.warn(session.redactor.scrub(m)))
 
 
 # --- apply / destroy ----------------------------------------------------------------------
@@ -193,6 +223,10 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         raise UsageError("tfaudit destroy does not take a plan file", hint="use 'tfaudit apply PLANFILE'")
     t0 = time.monotonic()
     state_before = _load_state(tf)
+    run_id = records.new_id()
+    from tfaudit.statecmd import record_out_of_band  # state tamper check (issue 4)
+
+    record_out_of_band(session, state_before, run_id, inv.command)
 
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if saved_plan:
@@ -207,19 +241,31 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd)
             if fwd.received or rc != 0:
                 return _record_unapplied(session, rc, state_before, t0, interrupted=bool(fwd.received),
-                                         reason="interrupted during plan" if fwd.received else "terraform plan failed")
+                                         reason="interrupted during plan" if fwd.received else "terraform plan failed",
+                                         run_id=run_id)
 
         plan = _load_plan(tf, plan_path)
         plan_sha = sha256_file(plan_file_abs)
         records.learn_plan_secrets(plan, session.redactor)
         run = records.RunInfo(
-            id=records.RunId(records.new_id()), command=inv.command,
+            id=records.RunId(run_id), command=inv.command,
             args=tuple(session.redactor.argv(inv.tf_args)), tool=tf.tool, tool_version=tf.version,
             workspace=tf.workspace(), working_dir=str(tf.working_dir), plan_sha256=plan_sha,
             plan_file=str(saved_plan) if saved_plan else None,
         )
         changes = [ch for ch in plan.resource_changes if records.is_recorded_change(ch)]
         # HOOK(analysis): risk rules issue plugs findings and deny gates in here.
+        from tfaudit.analysis.runhook import analyse_run
+
+        analysis = analyse_run(session, plan)
+        if analysis.blocked:  # before approval, before terraform applies anything
+            _record_blocked(session, run, plan, plan_sha, state_before, t0, analysis.findings, analysis.reason)
+
+        # --- plan binding and CI identity cross-check (issue 5): link a saved plan to its
+        # plan.recorded record, refuse unrecorded ones when required, check who applies where,
+        # before anyone is asked to approve.
+        bound_to, identity_findings = _check_binding_and_identity(
+            session, run, plan, plan_sha, plan_file_abs if saved_plan else None, state_before, t0)
         has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
         if not saved_plan and has_changes and not split.auto_approve:
             if not console.confirm(destroy=inv.command == "destroy"):
@@ -228,6 +274,12 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
         started = records.base_record("run.started", run, session.actor,
                                       plan=records.plan_body(plan, plan_sha, session.redactor))
+        if analysis.findings:  # HOOK(analysis)
+            started["findings"] = [*started.get("findings", []), *analysis.findings]
+        if saved_plan:
+            started["plan"]["recorded_by"] = bound_to
+        if identity_findings:
+            started["findings"] = [*started.get("findings", []), *identity_findings]
         appended = _append(session, [started], applied=False)
 
         tracker = ApplyTracker()
@@ -255,7 +307,8 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         outcome = _resource_outcome(tracker, ch, rc, interrupted)
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         recs.append(records.base_record("resource.changed", run, session.actor,
-                                        resource=records.resource_body(ch, outcome, session.redactor)))
+                                        resource={**records.resource_body(ch, outcome, session.redactor),
+                                                  **analysis.resource_findings(ch.address)}))
     status = records.run_status(counts, rc, interrupted)
     errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
               for d in tracker.errors_without_address]
@@ -265,9 +318,52 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0)))
     appended += _append(session, recs, applied=True)
     override = _deliver(session, appended)
+    override = _anchor(session) or override  # checkpoints
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
+
+
+# --- plan binding and CI identity cross-check (issue 5) -----------------------------------------
+def _check_binding_and_identity(session: Session, run: records.RunInfo, plan: Plan, plan_sha: str,
+                                saved_plan: Path | None, state_before: State | None,
+                                t0: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(the plan.recorded link for a saved plan, identity findings); raises PolicyError when blocked.
+
+    A blocked apply is recorded (run.started with the findings, run.finished `blocked`)
+    before the error reaches the user, so refused attempts show up in the trail too.
+    """
+    from tfaudit import binding, identity_check
+
+    bound_to: dict[str, Any] | None = None
+    refusal: PolicyError | None = None
+    findings: list[dict[str, Any]] = []
+    if saved_plan is not None:
+        found = binding.lookup(session.ledger, plan_sha, saved_plan, session.signer)
+        bound_to = found.link()
+        if bound_to is None and session.config.section("require_recorded_plan", False):
+            refusal = binding.refusal(found, str(run.plan_file or saved_plan), plan_sha)
+            findings.append(binding.finding(refusal))
+    expect = session.config.section("expect")
+    identity_findings = identity_check.check(session.actor, expect)
+    for f in identity_findings:
+        session.console.warn(f"tfaudit: {f['severity']}: {f['rule']}: {f['message']}")
+    findings += identity_findings
+    if refusal is None and identity_check.blocking(identity_findings, expect):
+        refusal = PolicyError(f"blocked: {identity_findings[0]['message']}",
+                              hint="expect.on_mismatch = \"deny\" refuses this apply; run it from the expected CI")
+    if refusal is not None:
+        plan_body = records.plan_body(plan, plan_sha, session.redactor)
+        recs = [
+            records.base_record("run.started", run, session.actor, plan=plan_body, findings=findings),
+            records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
+                status="blocked", exit_code=int(ExitCode.POLICY), counts={}, state_before=state_before,
+                state_after=state_before, reason=refusal.message[:500], duration_seconds=time.monotonic() - t0)),
+        ]
+        _deliver(session, _append(session, recs, applied=False))
+        _anchor(session)  # checkpoints
+        raise refusal
+    return bound_to, identity_findings
 
 
 def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool) -> records.Outcome:
@@ -288,12 +384,29 @@ def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool
     return records.Outcome(status, error, res.elapsed_seconds)
 
 
+def _record_blocked(session: Session, run: records.RunInfo, plan: Plan, plan_sha: str, state_before: State | None,
+                    t0: float, findings: list[dict[str, Any]], reason: str) -> None:
+    """# analysis: a deny rule or --fail-on stopped the apply; record run.started + run.finished `blocked`, raise."""
+    recs = [
+        records.base_record("run.started", run, session.actor, plan=records.plan_body(plan, plan_sha, session.redactor),
+                            findings=findings),
+        records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
+            status="blocked", exit_code=int(ExitCode.POLICY), counts={}, state_before=state_before,
+            state_after=state_before, reason=session.redactor.scrub(reason)[:500],
+            duration_seconds=time.monotonic() - t0)),
+    ]
+    _deliver(session, _append(session, recs, applied=False))
+    _anchor(session)  # checkpoints
+    raise PolicyError(f"blocked by policy: {session.redactor.scrub(reason)[:500]}",
+                      hint="nothing was applied; fix the plan, or change the rule, severity gate or waiver in .tfaudit.hcl")
+
+
 def _record_unapplied(session: Session, rc: int, state_before: State | None, t0: float, *,
-                      interrupted: bool, reason: str) -> int:
+                      interrupted: bool, reason: str, run_id: str | None = None) -> int:
     """A plan that failed or was interrupted: nothing was applied; say so in the ledger."""
     tf = session.tf
     run = records.RunInfo(
-        id=records.RunId(records.new_id()), command=session.inv.command,
+        id=records.RunId(run_id or records.new_id()), command=session.inv.command,
         args=tuple(session.redactor.argv(session.inv.tf_args)), tool=tf.tool, tool_version=tf.version,
         workspace=tf.workspace(), working_dir=str(tf.working_dir))
     empty: dict[str, Any] = {"sha256": None, "summary": {}, "changes": [], "resource_drift": [], "errored": True}
@@ -306,6 +419,7 @@ def _record_unapplied(session: Session, rc: int, state_before: State | None, t0:
     ]
     appended = _append(session, recs, applied=False)
     _deliver(session, appended)
+    _anchor(session)  # checkpoints
     return int(ExitCode.INTERRUPTED) if interrupted else (rc or int(ExitCode.FAILURE))
 
 
@@ -320,6 +434,10 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     if out_arg is None and "-out" in args:
         i = args.index("-out")
         out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
+    run_id = records.new_id()
+    from tfaudit.statecmd import load_state, record_out_of_band  # state tamper check (issue 4)
+
+    record_out_of_band(session, load_state(tf), run_id, "plan")
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if out_arg:
             plan_path = out_arg.split("=", 1)[1]
@@ -337,12 +455,21 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         plan_sha = sha256_file(plan_abs)
     records.learn_plan_secrets(plan, session.redactor)
     run = records.RunInfo(
-        id=records.RunId(records.new_id()), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
+        id=records.RunId(run_id), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
         tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
         plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
     # HOOK(plan-analysis): risk rules issue adds findings to the plan.recorded record here.
+    from tfaudit.analysis.runhook import analyse_run
+
+    analysis = analyse_run(session, plan)
     rec = records.base_record("plan.recorded", run, session.actor,
                               plan=records.plan_body(plan, plan_sha, session.redactor))
+    if analysis.findings:
+        rec["findings"] = analysis.findings
     appended = _append(session, [rec], applied=False)
     override = _deliver(session, appended)
+    override = _anchor(session) or override  # checkpoints
+    if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
+        console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
+        return override or int(ExitCode.POLICY)
     return override or rc

@@ -80,6 +80,9 @@ def sign_record(record: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
         "key_id": signer.key_id,
         "value": base64.b64encode(sig).decode("ascii"),
     }
+    kms_key = getattr(signer, "kms_key", None)
+    if kms_key:  # which AWS KMS key made it (metadata; the signature covers the rest of the record)
+        out["signature"]["kms_key"] = kms_key
     return out
 
 

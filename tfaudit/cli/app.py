@@ -33,6 +33,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.keys_cmd",
     "tfaudit.cli.config_cmd",
     "tfaudit.cli.log_cmd",
+    "tfaudit.cli.history_cmd",
+    "tfaudit.cli.report_cmd",
+    "tfaudit.cli.precommit_cmd",
+    "tfaudit.cli.ci_cmd",
+    "tfaudit.cli.prove_cmd",
+    "tfaudit.cli.export_cmd",
+    "tfaudit.cli.delivery_cmd",
+    "tfaudit.cli.analyze_cmd",
+    "tfaudit.cli.drift_cmd",
+    "tfaudit.cli.state_cmd",
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -20,39 +20,46 @@ LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger
 KeyOpt = typer.Option(None, "--signing-key", envvar="TFAUDIT_SIGNING_KEY", help="Ed25519 private key (PEM) that signs the records.")
 ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
 TfPathOpt = typer.Option(None, "--tf-path", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
+CheckpointsOpt = typer.Option(None, "--checkpoints", envvar="TFAUDIT_CHECKPOINTS", help="After the run, sign a checkpoint of the ledger into this directory (or s3://BUCKET/PREFIX, https:// URL).")
+FailOnOpt = typer.Option(None, "--fail-on", envvar="TFAUDIT_FAIL_ON", help="Block (exit 5, nothing applied) when the plan has a finding at or above this severity: low, medium, high, critical.")
 
 
 def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
-               config: str | None, tf_path: str | None) -> Invocation:
+               config: str | None, tf_path: str | None, checkpoints: str | None = None,
+               fail_on: str | None = None) -> Invocation:
     from tfaudit.runner import Invocation
 
     chdir, args = extract_chdir(ctx.args)
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     return Invocation(command=command, tf_args=tuple(args), chdir=chdir or obj.get("chdir"), ledger=ledger,
-                      signing_key=signing_key, config=config, tf_path=tf_path)
+                      signing_key=signing_key, config=config, tf_path=tf_path, checkpoints=checkpoints,
+                      fail_on=fail_on)
 
 
 def register(app: typer.Typer) -> None:
     @app.command(context_settings=PASSTHROUGH)
     def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
+             checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
         from tfaudit.runner import run_apply
 
-        return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path), os.environ)
+        return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
     @app.command(context_settings=PASSTHROUGH)
     def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
+                checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform destroy, recorded. Takes terraform's arguments."""
         from tfaudit.runner import run_apply
 
-        return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path), os.environ)
+        return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
     @app.command(context_settings=PASSTHROUGH)
     def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
+             checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
         from tfaudit.runner import run_plan
 
-        return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path), os.environ)
+        return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)

@@ -16,6 +16,8 @@ RecordFormatter = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 WIRE_FORMATS: dict[str, str] = {
     "native": "tfaudit.export:native",
+    "ocsf": "tfaudit.export.ocsf:to_ocsf",
+    "cloudevents": "tfaudit.export.cloudevents:to_cloudevent",
 }
 
 

@@ -370,7 +370,18 @@ def load_plans(path: str | Path) -> list[Plan]:
     return parse_plans(_read(path), source=str(path))
 
 
+# For streaming readers (tfaudit.analysis.stream) that decode a plan piece by piece.
+def resource_change_from_json(obj: Any, where: str, source: str = "<plan>") -> ResourceChange:
+    """One resource_changes/resource_drift element, validated exactly as parse_plan validates it."""
+    return _resource_change(obj, where, source)
+
+
+def plan_from_document(doc: Any, source: str = "<plan>") -> Plan:
+    """A plan from an already-decoded JSON document (the same checks as parse_plan)."""
+    return _plan(doc, source)
+
+
 __all__ = [
     "KNOWN_ACTIONS", "ChangeAction", "OutputChange", "Plan", "ResourceChange",
-    "load_plan", "load_plans", "parse_plan", "parse_plans",
+    "load_plan", "load_plans", "parse_plan", "parse_plans", "plan_from_document", "resource_change_from_json",
 ]

@@ -1,0 +1,221 @@
+"""Read a plan JSON file one resource change at a time, in bounded memory.
+
+`terraform show -json` of a large plan is mostly `planned_values`, `prior_state` and
+`configuration`, which analysis does not need, and `resource_changes`, which it needs
+one element at a time. Decoding the whole document costs about five times the file's
+size in Python objects; this reader walks the top-level object with the standard
+library's C decoder (`raw_decode`) on a sliding window of the file, hands each
+`resource_changes`/`resource_drift` element to a callback and lets it go, and steps
+through the big sections element by element without keeping them. Peak memory is the
+window plus the largest single element.
+
+Only the plain case is streamed: one UTF-8 JSON object. Anything else (UTF-16, the
+setup-terraform wrapper, concatenated plans, invalid JSON, duplicate keys, a document
+that turns out not to be a plan) raises `NotStreamable`, and the caller reads the file
+with the full parser, which accepts or rejects it with its usual messages. So the two
+paths never disagree about what a file is.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from tfaudit.parse.plan import Plan, ResourceChange, plan_from_document, resource_change_from_json
+
+CHUNK = 1 << 20
+LOW_WATER = 256 << 10  # read ahead when less than this is left in the window
+_WS = re.compile(r"[ \t\n\r]*")
+_raw_decode = json.JSONDecoder().raw_decode
+
+# Top-level members streamed element by element.
+STREAMED = ("resource_changes", "resource_drift")
+# Members stepped through without being kept, and the nested keys whose containers are
+# walked rather than decoded whole (their leaves are single resources or modules).
+SKIPPED = frozenset({"planned_values", "prior_state", "configuration", "checks", "relevant_attributes"})
+_WALK = frozenset({"planned_values", "prior_state", "configuration", "values", "root_module", "child_modules",
+                   "module_calls", "module", "resources", "checks", "relevant_attributes"})
+# Placeholders that keep a skipped member's presence visible to the plan sniffer.
+_PLACEHOLDER: dict[str, Any] = {"planned_values": {}, "prior_state": {}, "configuration": {}, "checks": [],
+                                "relevant_attributes": []}
+
+
+class NotStreamable(Exception):
+    """The file is not a plain single UTF-8 plan document: read it with the full parser."""
+
+
+class _Reader:
+    __slots__ = ("_f", "_dec", "buf", "pos", "eof")
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._dec = codecs.getincrementaldecoder("utf-8")()
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+
+    def start(self) -> None:
+        head = self._f.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise NotStreamable("UTF-16")
+        if head.startswith(codecs.BOM_UTF8):
+            head = head[3:]
+        try:
+            self.buf = self._dec.decode(head)
+        except UnicodeDecodeError:
+            raise NotStreamable("not UTF-8") from None
+
+    def more(self, n: int | None = None) -> bool:
+        if self.eof:
+            return False
+        data = self._f.read(n or CHUNK)
+        try:
+            text = self._dec.decode(data, final=not data)
+        except UnicodeDecodeError:
+            raise NotStreamable("not UTF-8") from None
+        if not data:
+            self.eof = True
+        if self.pos:
+            self.buf = self.buf[self.pos:]
+            self.pos = 0
+        if text:
+            self.buf += text
+        return bool(data or text)
+
+    def peek(self) -> str:
+        buf, pos = self.buf, self.pos
+        if pos < len(buf) and buf[pos] not in " \t\n\r":  # compact JSON: the usual case
+            return buf[pos]
+        while True:
+            m = _WS.match(self.buf, self.pos)
+            self.pos = m.end() if m else self.pos
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def value(self) -> Any:
+        if self.peek() == "":
+            raise NotStreamable("unexpected end of file")
+        if len(self.buf) - self.pos < LOW_WATER and not self.eof:
+            # Top up before decoding: a failed decode at the window's edge is expensive
+            # (the decoder's error counts lines up to the failure).
+            self.more()
+        n = CHUNK
+        while True:
+            try:
+                v, end = _raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                # Most likely the element runs past the window: read more (doubling, so a
+                # huge element costs O(n log n)) until the end of the file says otherwise.
+                if not self.more(n):
+                    raise NotStreamable("invalid JSON") from None
+                n *= 2
+                continue
+            except RecursionError:
+                raise NotStreamable("nesting too deep") from None
+            if end == len(self.buf) and not self.eof:
+                # A number or literal at the window's edge may continue in the next read.
+                if self.more():
+                    continue
+            self.pos = end
+            return v
+
+    def expect(self, c: str) -> None:
+        if self.peek() != c:
+            raise NotStreamable(f"expected {c!r}")
+        self.pos += 1
+
+    def members(self) -> Iterator[str]:
+        self.expect("{")
+        if self.peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            if self.peek() != '"':
+                raise NotStreamable("expected a key")
+            key = self.value()
+            self.expect(":")
+            yield key
+            c = self.peek()
+            self.pos += 1
+            if c == "}":
+                return
+            if c != ",":
+                raise NotStreamable("expected ',' or '}'")
+
+    def elements(self) -> Iterator[None]:
+        self.expect("[")
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        while True:
+            yield None
+            c = self.peek()
+            self.pos += 1
+            if c == "]":
+                return
+            if c != ",":
+                raise NotStreamable("expected ',' or ']'")
+
+    def skip(self, key: str, walk_all: bool = False) -> None:
+        """Step over one value, walking module/resource containers so no big value is decoded whole."""
+        c = self.peek()
+        if c == "{" and (walk_all or key in _WALK):
+            every = key == "module_calls"  # its members are module names
+            for k in self.members():
+                self.skip(k, every)
+        elif c == "[" and key in _WALK:
+            for _ in self.elements():
+                if key == "child_modules" and self.peek() == "{":
+                    self.skip(key, True)
+                else:
+                    self.value()
+        else:
+            self.value()
+
+
+def stream_plan(f: BinaryIO, source: str, on_change: Callable[[ResourceChange], None],
+                on_drift: Callable[[ResourceChange], None]) -> Plan:
+    """Feed every resource change and drift entry to the callbacks; returns the plan's shell.
+
+    The shell is the plan without its resource changes (validated like parse_plan would).
+    Raises NotStreamable when the file must be read by the full parser instead; callers
+    must then discard whatever the callbacks collected.
+    """
+    r = _Reader(f)
+    r.start()
+    if r.peek() != "{":
+        raise NotStreamable("not a JSON object")
+    shell: dict[str, Any] = {}
+    counts = {"resource_changes": 0, "resource_drift": 0}
+    for key in r.members():
+        if key in shell:
+            raise NotStreamable(f"duplicate key {key!r}")
+        if key in counts and r.peek() == "[":
+            shell[key] = []
+            callback = on_change if key == "resource_changes" else on_drift
+            i = 0
+            for _ in r.elements():
+                obj = r.value()
+                try:
+                    ch = resource_change_from_json(obj, f"{key}[{i}]", source)
+                except Exception:  # noqa: BLE001 - the full parser reports it properly
+                    raise NotStreamable("invalid resource change") from None
+                callback(ch)
+                i += 1
+            counts[key] = i
+        elif key in SKIPPED:
+            r.skip(key)
+            shell[key] = _PLACEHOLDER[key]
+        else:
+            shell[key] = r.value()
+    if r.peek() != "":
+        raise NotStreamable("more than one document")
+    try:
+        return plan_from_document(shell, source)
+    except Exception:  # noqa: BLE001 - not a plan after all: let the full parser say what it is
+        raise NotStreamable("not a plan") from None

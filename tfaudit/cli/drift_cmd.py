@@ -1,0 +1,20 @@
+"""tfaudit drift: a refresh-only plan; drift.detected records; exit 2 when something drifted."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=PASSTHROUGH)
+    def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""
+        from tfaudit.drift import run_drift
+
+        return run_drift(invocation(ctx, "drift", ledger, signing_key, config, tf_path), os.environ)

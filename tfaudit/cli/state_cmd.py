@@ -1,0 +1,54 @@
+"""tfaudit import / state rm|mv|push|replace-provider / taint / untaint: terraform's state commands, recorded."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+
+
+def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_key: str | None,
+              config: str | None, tf_path: str | None) -> int:
+    from tfaudit.statecmd import run_state_command
+
+    inv = invocation(ctx, " ".join(words), ledger, signing_key, config, tf_path)
+    return run_state_command(inv, os.environ, words)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import", context_settings=PASSTHROUGH)
+    def import_(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform import ADDR ID, recorded as state.changed."""
+        return _recorded(ctx, ["import"], ledger, signing_key, config, tf_path)
+
+    @app.command(context_settings=PASSTHROUGH)
+    def taint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform taint ADDR, recorded as state.changed."""
+        return _recorded(ctx, ["taint"], ledger, signing_key, config, tf_path)
+
+    @app.command(context_settings=PASSTHROUGH)
+    def untaint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform untaint ADDR, recorded as state.changed."""
+        return _recorded(ctx, ["untaint"], ledger, signing_key, config, tf_path)
+
+    @app.command(context_settings=PASSTHROUGH)
+    def state(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+        """terraform state rm|mv|push|replace-provider, recorded as state.changed (list, show, pull pass through)."""
+        from tfaudit.statecmd import state_subcommand
+        from tfaudit.terraform import detect, extract_chdir
+
+        chdir, args = extract_chdir(ctx.args)
+        words, rest, record = state_subcommand(args)
+        if record:
+            ctx.args = [*(([f"-chdir={chdir}"]) if chdir else []), *rest]
+            return _recorded(ctx, words, ledger, signing_key, config, tf_path)
+        obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+        tf = detect(tf_path, os.environ, chdir or obj.get("chdir"))
+        return tf.run([*words, *rest])

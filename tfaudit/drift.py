@@ -1,0 +1,103 @@
+"""`tfaudit drift`: a refresh-only plan, one `drift.detected` record per resource changed outside terraform.
+
+Exits like `terraform plan -detailed-exitcode`: 0 no drift, 2 drift found, terraform's
+own code when it fails. The records name the attribute paths that differ; values are
+redacted exactly as in resource.changed records. A refresh-only plan writes no state,
+so running this on a schedule changes nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfaudit import records
+from tfaudit.errors import ExitCode, UsageError
+from tfaudit.parse.plan import ResourceChange, parse_plan
+from tfaudit.terraform import sha256_file
+
+if TYPE_CHECKING:
+    from tfaudit.runner import Console, Invocation, Session
+
+_OWN_FLAGS = ("-refresh-only", "-detailed-exitcode", "-out", "-destroy")
+
+
+def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, Any]:
+    body = records.resource_body(d, records.Outcome("planned"), redactor)
+    return {
+        "address": body["address"],
+        "module": body["module"],
+        "mode": body["mode"],
+        "type": body["type"],
+        "name": body["name"],
+        "index": body["index"],
+        "provider": body["provider"],
+        "actions": body["actions"],
+        "action": body["action"],
+        "changed_paths": body["changed_paths"],
+        "changed_paths_truncated": body["changed_paths_truncated"],
+        "before": body["before"],  # what the state says (terraform's last known value)
+        "after": body["after"],  # what the provider reads now
+        "plan_sha256": plan_sha,
+    }
+
+
+def drifted(plan: Any) -> list[ResourceChange]:
+    return [d for d in plan.resource_drift if d.actions not in (("no-op",), ("read",))]
+
+
+def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
+    from tfaudit import _proc
+    from tfaudit.runner import Console, _deliver, open_session
+    from tfaudit.statecmd import load_state, record_out_of_band
+
+    for a in inv.tf_args:
+        if a.split("=", 1)[0].lstrip("-") in {f.lstrip("-") for f in _OWN_FLAGS}:
+            raise UsageError(f"tfaudit drift sets {a.split('=', 1)[0]} itself", hint="drop it from the arguments")
+    console = console or Console()
+    session = open_session(inv, env, console)
+    tf = session.tf
+    t0 = time.monotonic()
+    run_id = records.new_id()
+    record_out_of_band(session, load_state(tf), run_id, "drift")
+    with tempfile.TemporaryDirectory(prefix="tfaudit-drift-") as tmp, _proc.forwarding_signals() as fwd:
+        plan_path = str(Path(tmp) / "drift.tfplan")
+        rc = tf.run(["plan", "-refresh-only", "-detailed-exitcode", f"-out={plan_path}", *inv.tf_args],
+                    forwarder=fwd)
+        if fwd.received:
+            return int(ExitCode.INTERRUPTED)
+        if rc not in (0, 2) or not Path(plan_path).is_file():
+            return rc or int(ExitCode.FAILURE)
+        plan = parse_plan(tf.show_json(plan_path), source="terraform show -json (refresh-only plan)")
+        plan_sha = sha256_file(plan_path)
+    records.learn_plan_secrets(plan, session.redactor)
+    run = records.RunInfo(id=records.RunId(run_id), command="drift", args=tuple(session.redactor.argv(inv.tf_args)),
+                          tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(),
+                          working_dir=str(tf.working_dir), plan_sha256=plan_sha)
+    found = drifted(plan)
+    recs = [records.base_record("drift.detected", run, session.actor, detail=drift_detail(d, session.redactor, plan_sha))
+            for d in found]
+    override = 0
+    if recs:
+        appended = session.ledger.append(recs, session.signer)
+        override = _deliver(session, appended)
+    _summarise(session, found, time.monotonic() - t0)
+    if override:
+        return override
+    return int(ExitCode.CHANGES) if found or rc == 2 else 0
+
+
+def _summarise(session: Session, found: list[ResourceChange], seconds: float) -> None:
+    if not found:
+        session.console.warn(f"tfaudit: no drift ({seconds:.1f}s)")
+        return
+    session.console.warn(f"tfaudit: drift in {len(found)} resource{'s' if len(found) != 1 else ''} "
+                         "(recorded as drift.detected):")
+    for d in found:
+        paths = records.changed_paths(d.before, d.after, d.after_unknown)
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        what = "deleted outside terraform" if d.actions == ("delete",) else (shown or "changed")
+        session.console.warn(f"  {d.address}: {what}")

@@ -1,0 +1,50 @@
+"""Verification status of each ledger a report reads, stated exactly as far as it was checked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfaudit.signing import Verifier
+from tfaudit.verify import ProblemKind, verify_ledger
+
+
+@dataclass(frozen=True)
+class LedgerStatus:
+    source: str
+    state: str  # "verified" | "failed" | "chain only" | "not checked"
+    summary: str
+    problems: tuple[str, ...] = ()
+
+
+class _NoKey:
+    """Stands in for a public key nobody has: every signature is reported as by an unknown key."""
+
+    key_id = "none"
+
+    def verify(self, signature: bytes, payload: bytes) -> None:  # pragma: no cover - never matched
+        raise AssertionError("no key")
+
+
+def ledger_status(source: str, verifiers: Sequence[Verifier]) -> LedgerStatus:
+    if source.startswith("s3://") or not Path(source).is_file():
+        return LedgerStatus(source, "not checked", "not a local ledger file; run 'tfaudit verify' where it is")
+    keys: Sequence[Any] = verifiers or [_NoKey()]
+    report = verify_ledger(Path(source), keys)
+    problems = [p for p in report.problems if verifiers or p.kind is not ProblemKind.UNKNOWN_KEY]
+    lines = tuple(f"line {p.line}: {p.kind.value}: {p.message}" if p.line else f"{p.kind.value}: {p.message}"
+                  for p in problems)
+    base = f"{report.records} records, seq 1..{report.last_seq}"
+    if problems:
+        return LedgerStatus(source, "failed", f"{len(problems)} problem(s); {base}", lines)
+    if not verifiers:
+        return LedgerStatus(source, "chain only", f"{base}: JSON, schema, sequence and hash chain intact; "
+                                                  "signatures NOT checked (pass --public-key)")
+    return LedgerStatus(source, "verified", f"{base}: signatures ({', '.join(sorted(report.key_ids))}), "
+                                            f"sequence and hash chain verified; head {report.head}")
+
+
+def statuses(sources: Sequence[str], verifiers: Sequence[Verifier]) -> list[LedgerStatus]:
+    return [ledger_status(s, verifiers) for s in sources]

@@ -1,0 +1,160 @@
+"""HTTP POST for the webhook, Slack and PagerDuty sinks: the standard library plus tenacity.
+
+Retried: connection errors, timeouts, 408, 425, 429 and 5xx, with exponential backoff and
+jitter, honouring `Retry-After` (capped), bounded by an attempt count and by the sink's
+deadline. Not retried: other 4xx (the receiver rejects the request; retrying will not
+change its mind). Error messages never carry the URL: Slack and PagerDuty URLs and keys
+are secrets.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from tfaudit import __version__
+
+USER_AGENT = f"tfaudit/{__version__}"
+MAX_RETRY_AFTER = 10.0
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class HttpFailure(Exception):
+    """A POST that did not succeed; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, allow_http: bool) -> str | None:
+    """A problem with url as a delivery target, or None. Plain http only to loopback or when allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an http(s) URL"
+    if parts.scheme == "http" and not allow_http and not is_loopback(url):
+        return "uses plain http to a remote host (records would travel unencrypted); use https, or set unsafe_allow_http = true"
+    return None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect would re-send signed audit records to a host the config never named.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return Response(resp.status, resp.read(65536), dict(resp.headers.items()))
+    except urllib.error.HTTPError as e:
+        status = e.code
+        detail = e.read(300).decode("utf-8", "replace").strip() if e.fp else ""
+        e.close()
+        if 300 <= status < 400:
+            raise HttpFailure(f"HTTP {status} redirect refused (point the URL at the final address)", retryable=False,
+                              status=status) from None
+        msg = f"HTTP {status}" + (f": {detail[:200]}" if detail else "")
+        raise HttpFailure(msg, retryable=status in _RETRY_STATUS, status=status,
+                          retry_after=_retry_after(e.headers.get("Retry-After") if e.headers else None)) from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise HttpFailure(f"timed out after {timeout:g}s", retryable=True) from None
+        text = getattr(reason, "strerror", None) or str(reason)
+        raise HttpFailure(f"cannot connect: {text}", retryable=True) from None
+    except (TimeoutError, socket.timeout):
+        raise HttpFailure(f"timed out after {timeout:g}s", retryable=True) from None
+    except (ConnectionError, http.client.HTTPException, OSError) as e:
+        raise HttpFailure(f"connection failed: {type(e).__name__}: {e}", retryable=True) from None
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str] | Any, *, timeout: float, max_attempts: int,
+         deadline: float) -> Response:
+    """POST with bounded retries. `headers` may be a callable returning fresh headers per attempt
+    (the webhook signature carries the attempt's timestamp). Raises HttpFailure when it gives up."""
+    from tenacity import (
+        RetryCallState,
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential,
+        wait_random,
+    )
+    from tenacity.stop import stop_base
+
+    backoff = wait_exponential(multiplier=0.5, max=4.0) + wait_random(0, 0.5)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, HttpFailure) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_RETRY_AFTER)
+        return float(backoff(state))
+
+    class out_of_time(stop_base):  # noqa: N801 - reads like tenacity's own stop conditions
+        """Stop when the next attempt could not even start before the deadline."""
+
+        def __call__(self, state: RetryCallState) -> bool:
+            return time.monotonic() + state.upcoming_sleep + 0.05 >= deadline
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max_attempts) | out_of_time(),
+        wait=wait,
+        retry=retry_if_exception(lambda e: isinstance(e, HttpFailure) and e.retryable),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HttpFailure("delivery deadline reached", retryable=True)
+            hdrs = headers() if callable(headers) else headers
+            return post_once(url, body, hdrs, min(timeout, max(left, 0.1)))
+    raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises

@@ -1,0 +1,395 @@
+"""Deliver owed records to every configured sink, concurrently, with bounded retries.
+
+Entry points: `enroll` (before a run writes its first record), `deliver_after_run` (the
+runner's delivery hook), `deliver` (`tfaudit flush`) and `status` (`tfaudit status`).
+
+Each sink runs in its own thread so a slow one does not hold the others; each holds its
+lock file while it sends, reads what it still owes from the ledger and the outbox, asks
+the sink about records left in doubt by a crash, sends, and records every outcome as it
+happens. Retries live in the sinks' transports (tenacity for HTTP, botocore's standard
+retry mode for AWS), bounded by `delivery.max_attempts` and `delivery.deadline_seconds`,
+so a dead endpoint costs seconds. Whatever still fails stays owed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from tfaudit.errors import DeliveryError, ExitCode, SinkError, TfauditError
+from tfaudit.redact import Redactor
+from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
+from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
+
+log = structlog.get_logger("tfaudit.delivery")
+
+_JOIN_GRACE_SECONDS = 5.0
+
+
+# --- reading the ledger ------------------------------------------------------------------
+def ledger_tail(ledger_path: Path) -> tuple[int, int]:
+    """(seq of the last complete record, byte size) of the ledger; (0, 0) when it does not exist yet."""
+    from tfaudit.ledger import _last_line
+
+    try:
+        fd = os.open(ledger_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0, 0
+    except OSError as e:
+        raise DeliveryError(f"cannot read the ledger {ledger_path}: {e.strerror}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # appends hold LOCK_EX: never read a half-written tail
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0, 0
+        last = _last_line(fd, size)
+    finally:
+        os.close(fd)
+    if last is None:
+        raise DeliveryError(f"the ledger {ledger_path} ends with an incomplete line",
+                            hint="run 'tfaudit verify' on it")
+    try:
+        return int(json.loads(last)["chain"]["seq"]), size
+    except (ValueError, KeyError, TypeError) as e:
+        raise DeliveryError(f"the last line of the ledger {ledger_path} is not a tfaudit record") from e
+
+
+def scan(ledger_path: Path, start_offset: int = 0) -> list[Item]:
+    """Complete records from start_offset on (a torn final line is left for verify to report)."""
+    items: list[Item] = []
+    try:
+        f = ledger_path.open("rb")
+    except FileNotFoundError:
+        return items
+    except OSError as e:
+        raise DeliveryError(f"cannot read the ledger {ledger_path}: {e.strerror}") from e
+    with f:
+        if start_offset > 0:
+            f.seek(start_offset - 1)
+            if f.read(1) != b"\n":  # not a line boundary: the ledger changed under us; read it all
+                start_offset = 0
+            f.seek(start_offset)
+        offset = start_offset
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            offset += len(raw)
+            line = raw[:-1]
+            try:
+                rec = json.loads(line)
+                int(rec["chain"]["seq"])
+                str(rec["id"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not a record: `tfaudit verify` reports it; nothing to deliver
+            items.append(Item(rec, line, offset))
+    return items
+
+
+# --- what a sink owes --------------------------------------------------------------------
+def _owed(item: Item, st: SinkState, spec: SinkSpec) -> bool:
+    if item.seq <= st.since_seq and not st.backfill:
+        return False
+    return spec.filter.matches(item.record)
+
+
+def _unsettled(item: Item, st: SinkState, spec: SinkSpec, rows: Mapping[str, Row]) -> bool:
+    if not _owed(item, st, spec):
+        return False
+    if st.since_seq < item.seq <= st.mark_seq:
+        return False
+    row = rows.get(item.id)
+    return row is None or row.state != "delivered"
+
+
+def _advance(ob: Outbox, st: SinkState, spec: SinkSpec, window: Sequence[Item]) -> None:
+    rows = ob.rows(spec.id, 0 if st.backfill else st.mark_seq)
+    mark, offset = st.mark_seq, st.mark_offset
+    for it in window:
+        if it.seq <= mark:
+            continue
+        if _unsettled(it, st, spec, rows):
+            break
+        mark, offset = it.seq, it.end_offset
+    if (mark, offset) != (st.mark_seq, st.mark_offset):
+        ob.set_mark(spec.id, mark, offset)
+    if st.backfill and not any(_unsettled(it, st, spec, rows) for it in window if it.seq <= st.since_seq):
+        ob.finish_backfill(spec.id)
+
+
+# --- reports -------------------------------------------------------------------------------
+@dataclass
+class SinkReport:
+    sink: str
+    attempted: int = 0
+    delivered: int = 0
+    confirmed: int = 0  # in-doubt records the sink already had
+    pending: int = 0  # still owed after this delivery
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sink": self.sink, "attempted": self.attempted, "delivered": self.delivered,
+                "confirmed": self.confirmed, "pending": self.pending, "error": self.error,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class DeliveryReport:
+    ledger: str
+    sinks: list[SinkReport] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self.sinks)
+
+    @property
+    def delivered(self) -> int:
+        return sum(s.delivered for s in self.sinks)
+
+    def warning(self) -> str:
+        parts = [f"{s.sink}: {s.pending} ({s.error or 'not delivered'})" for s in self.sinks if s.pending]
+        return (f"tfaudit: warning: {self.pending} record deliveries pending: " + "; ".join(parts)
+                + f". The records are safe in the ledger {self.ledger}; run 'tfaudit flush' to retry "
+                "('tfaudit status' lists them)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ledger": self.ledger, "delivered": self.delivered, "pending": self.pending,
+                "sinks": [s.as_dict() for s in self.sinks]}
+
+
+# --- delivering ---------------------------------------------------------------------------
+def enroll(ledger_path: Path, specs: Iterable[SinkSpec]) -> None:
+    """Owe each configured sink every record written from now on (called before a run writes)."""
+    ids = [s.id for s in specs]
+    if not ids:
+        return
+    seq, size = ledger_tail(ledger_path)
+    with Outbox(ledger_path) as ob:
+        ob.enroll(ids, seq, size)
+
+
+def prepare(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
+            warn: Callable[[str], None]) -> None:
+    """Enroll the sinks before a run writes; an outbox that cannot be opened stops the run only
+    with on_failure = "fail" (nothing has been applied yet), else it is a warning."""
+    try:
+        enroll(ledger_path, specs)
+    except DeliveryError as e:
+        if (cfg or DeliveryConfig()).on_failure is OnFailure.FAIL:
+            raise
+        warn(f"tfaudit: warning: {e}; this run's records will be in the ledger but not delivered")
+
+
+class _Window:
+    """The ledger records a delivery looks at, and lookups of whole runs for per-run sinks."""
+
+    def __init__(self, ledger_path: Path, start_offset: int) -> None:
+        self.ledger_path = ledger_path
+        self.start_offset = start_offset
+        self.items = scan(ledger_path, start_offset)
+        self._full: list[Item] | None = None if start_offset else self.items
+        self._lock = threading.Lock()
+
+    def run_items(self, run_id: str) -> list[Item]:
+        mine = [it for it in self.items if it.run_id == run_id]
+        if any(it.type in ("run.started", "plan.recorded") for it in mine) or self.start_offset == 0:
+            return mine
+        with self._lock:  # the run began before the window: read the whole ledger once
+            if self._full is None:
+                self._full = scan(self.ledger_path, 0)
+        return [it for it in self._full if it.run_id == run_id]
+
+
+def deliver(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None, env: Mapping[str, str],
+            redactor: Redactor | None = None, *, backfill: bool = False) -> DeliveryReport:
+    """Send every owed record to every sink in specs; return what happened per sink."""
+    cfg = cfg or DeliveryConfig()
+    redactor = redactor or Redactor()
+    report = DeliveryReport(str(ledger_path))
+    if not specs:
+        return report
+    for s in specs:  # learn every sink secret before the threads start (one Redactor, shared)
+        for key, name in s.settings.items():
+            if key.endswith("_env") and isinstance(name, str) and env.get(name):
+                redactor.learn(env[name])
+    enroll(ledger_path, specs)
+    with Outbox(ledger_path) as ob:
+        if backfill:
+            for s in specs:
+                ob.start_backfill(s.id)
+        states = {s.id: ob.sink(s.id) for s in specs}
+    start = 0 if any(st is None or st.backfill for st in states.values()) else \
+        min(st.mark_offset for st in states.values() if st is not None)
+    window = _Window(ledger_path, start)
+    deadline = time.monotonic() + cfg.deadline_seconds
+
+    results: dict[str, SinkReport] = {s.id: SinkReport(s.id) for s in specs}
+    threads = []
+    for spec in specs:
+        t = threading.Thread(target=_deliver_one, name=f"tfaudit-sink-{spec.id}", daemon=True,
+                             args=(ledger_path, spec, cfg, env, redactor, window, deadline, results[spec.id]))
+        t.start()
+        threads.append((spec, t))
+    for spec, t in threads:
+        t.join(max(0.0, deadline - time.monotonic()) + _JOIN_GRACE_SECONDS)
+        if t.is_alive():
+            r = results[spec.id]
+            r.error = r.error or f"still sending after {cfg.deadline_seconds:g}s; left in doubt, re-checked on the next flush"
+            r.pending = max(r.pending, 1)
+    report.sinks = [results[s.id] for s in specs]
+    for r in report.sinks:
+        log.info("delivery.sink", sink=r.sink, delivered=r.delivered, pending=r.pending, error=r.error,
+                 seconds=round(r.seconds, 3))
+    return report
+
+
+def _deliver_one(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
+                 window: _Window, deadline: float, report: SinkReport) -> None:
+    t0 = time.monotonic()
+    try:
+        _send_owed(ledger_path, spec, cfg, env, redactor, window, deadline, report)
+    except TfauditError as e:
+        report.error = redactor.scrub(str(e))[:300]
+    except Exception as e:  # noqa: BLE001 - a bug in one sink must not stop the others or the run
+        log.exception("delivery.internal_error", sink=spec.id)
+        report.error = redactor.scrub(f"internal error: {type(e).__name__}: {e}")[:300]
+    finally:
+        report.seconds = time.monotonic() - t0
+
+
+def _send_owed(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
+               window: _Window, deadline: float, report: SinkReport) -> None:
+    from tfaudit.sinks import backend
+
+    with Outbox(ledger_path) as ob, sink_lock(ledger_path, spec.id, max(0.0, deadline - time.monotonic())) as got:
+        st = ob.sink(spec.id)
+        assert st is not None  # enrolled by deliver()
+        rows = ob.rows(spec.id, 0 if st.backfill else st.mark_seq)
+        owed = [it for it in window.items if _unsettled(it, st, spec, rows)]
+        if not got:
+            report.pending = len(owed)
+            report.error = "another tfaudit process is delivering to this sink; its records stay owed"
+            return
+        if not owed:
+            _advance(ob, st, spec, window.items)
+            return
+
+        try:
+            sink = backend(spec.kind).create(spec, env, redactor=redactor, delivery=cfg)
+        except SinkError as e:
+            msg = redactor.scrub(str(e))[:500]
+            ob.failed(spec.id, owed, msg)
+            report.pending, report.error = len(owed), msg
+            return
+
+        in_doubt = [it for it in owed if (row := rows.get(it.id)) is not None and row.state == "attempting"]
+        if in_doubt:
+            try:
+                have = sink.confirm(in_doubt)
+            except TfauditError as e:
+                # cannot tell whether they arrived: leave them in doubt rather than risk a duplicate
+                report.pending, report.error = len(owed), redactor.scrub(str(e))[:300]
+                return
+            confirmed = [it for it in in_doubt if it.id in have]
+            if confirmed:
+                ob.delivered(spec.id, confirmed)
+                report.confirmed = len(confirmed)
+            owed = [it for it in owed if it.id not in have]
+
+        batch = Batch(owed, deadline=deadline, redactor=redactor, max_attempts=cfg.max_attempts,
+                      on_ok=lambda its: ob.delivered(spec.id, its),
+                      on_fail=lambda its, err: ob.failed(spec.id, its, err),
+                      run_items=window.run_items, record_filter=spec.filter)
+        if owed:
+            ob.attempting(spec.id, owed)
+            report.attempted = len(owed)
+            try:
+                sink.send(batch)
+            except TfauditError as e:
+                batch.fail(batch.pending(), str(e))
+            except Exception as e:  # noqa: BLE001 - see _deliver_one; record the failure per record
+                log.exception("delivery.internal_error", sink=spec.id)
+                batch.fail(batch.pending(), f"internal error in the {spec.kind} sink: {type(e).__name__}: {e}")
+            unreported = [it for it in batch.pending() if it.id not in batch.errors]
+            if unreported:
+                batch.fail(unreported, "not sent before the delivery deadline")
+        report.delivered = len(batch.done)
+        report.pending = len(batch.pending())
+        if batch.errors:
+            report.error = next(iter(batch.errors.values()))
+        _advance(ob, st, spec, window.items)
+
+
+def deliver_after_run(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
+                      env: Mapping[str, str], redactor: Redactor, warn: Callable[[str], None]) -> int:
+    """The runner's hook: deliver, warn on anything left owed; exit 4 for on_failure = "fail"."""
+    cfg = cfg or DeliveryConfig()
+    try:
+        report = deliver(ledger_path, specs, cfg, env, redactor)
+    except TfauditError as e:
+        # the records are in the ledger; delivery state could not even be read
+        warn(f"tfaudit: warning: delivery did not run: {redactor.scrub(str(e))}; the records are safe in the ledger "
+             f"{ledger_path}; run 'tfaudit flush' to retry")
+        return int(ExitCode.AUDIT_WRITE) if cfg.on_failure is OnFailure.FAIL else 0
+    if report.pending:
+        warn(report.warning())
+        return int(ExitCode.AUDIT_WRITE) if cfg.on_failure is OnFailure.FAIL else 0
+    return 0
+
+
+# --- status -----------------------------------------------------------------------------------
+@dataclass
+class SinkStatus:
+    sink: str
+    enrolled: bool
+    since_seq: int | None = None
+    settled_through_seq: int | None = None
+    delivered_total: int = 0
+    pending: int = 0
+    in_doubt: int = 0
+    failed: int = 0
+    oldest_pending_seq: int | None = None
+    oldest_pending_time: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    backfill: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def status(ledger_path: Path, specs: Sequence[SinkSpec], redactor: Redactor | None = None) -> list[SinkStatus]:
+    redactor = redactor or Redactor()
+    out: list[SinkStatus] = []
+    with Outbox(ledger_path) as ob:
+        states = {s.id: ob.sink(s.id) for s in specs}
+        known = [st for st in states.values() if st is not None]
+        start = 0 if any(st.backfill for st in known) or not known else min(st.mark_offset for st in known)
+        items = scan(ledger_path, start) if known else []
+        for spec in specs:
+            st = states[spec.id]
+            if st is None:
+                out.append(SinkStatus(spec.id, enrolled=False))
+                continue
+            rows = ob.rows(spec.id, 0 if st.backfill else st.mark_seq)
+            owed = [it for it in items if _unsettled(it, st, spec, rows)]
+            err = ob.last_error(spec.id)
+            s = SinkStatus(spec.id, True, st.since_seq, st.mark_seq, st.delivered_total, len(owed),
+                           sum(1 for it in owed if (r := rows.get(it.id)) is not None and r.state == "attempting"),
+                           sum(1 for it in owed if (r := rows.get(it.id)) is not None and r.state == "failed"),
+                           backfill=st.backfill)
+            if owed:
+                s.oldest_pending_seq, s.oldest_pending_time = owed[0].seq, str(owed[0].record.get("time"))
+                if err:
+                    s.last_error, s.last_error_at = redactor.scrub(err[0]), err[1]
+            out.append(s)
+    return out

@@ -1,0 +1,115 @@
+"""pagerduty: alerts as PagerDuty Events API v2 `trigger` events, one per run.
+
+`dedup_key` is `tfaudit-<run id>`, so re-delivery and several alerts of one run update a
+single incident. The routing key comes from the variable named by `routing_key_env`; the
+endpoint defaults to https://events.pagerduty.com/v2/enqueue and can be changed with `url`.
+Only alerts by default, as for Slack.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from tfaudit.errors import SinkError
+from tfaudit.redact import Redactor
+from tfaudit.sinks._alerts import RunAlert, build_alert, group_by_run
+from tfaudit.sinks._http import HttpFailure, check_url, post
+from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str
+from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec
+
+DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
+_PD_SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "error", Severity.MEDIUM: "warning",
+                Severity.LOW: "info", Severity.INFO: "info"}
+
+
+def pagerduty_event(alert: RunAlert, routing_key: str, source: str | None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": f"tfaudit-{alert.run_id}",
+        "payload": {
+            "summary": f"{alert.title}: {alert.counts_text()}"[:1024],
+            "source": (source or alert.hostname or alert.working_dir or "tfaudit")[:255],
+            "severity": _PD_SEVERITY[alert.severity],
+            "timestamp": alert.time,
+            "component": alert.workspace,
+            "group": alert.working_dir,
+            "class": f"terraform {alert.command}",
+            "custom_details": {
+                "run_id": alert.run_id, "actor": alert.actor, "workspace": alert.workspace,
+                "command": alert.command, "outcome": alert.status, "counts": alert.counts,
+                "actions": alert.actions,
+                "resources": [{"address": r.address, "action": r.action, "status": r.status,
+                               **({"error": r.error} if r.error else {})} for r in alert.resources],
+                "more_resources": alert.more_resources, "record_ids": alert.record_ids,
+            },
+        },
+        "client": "tfaudit",
+    }
+    if not alert.time:
+        del event["payload"]["timestamp"]
+    return event
+
+
+class PagerDutySink:
+    kind: ClassVar[str] = "pagerduty"
+    keys: ClassVar[frozenset[str]] = frozenset({"routing_key_env", "url", "source", "unsafe_allow_http"})
+    takes_format: ClassVar[bool] = False
+    network: ClassVar[bool] = True
+    default_types: ClassVar[frozenset[str] | None] = frozenset({"resource.changed", "run.finished"})
+    default_min_severity: ClassVar[Severity] = Severity.MEDIUM
+
+    def __init__(self, spec: SinkSpec, routing_key: str, max_attempts: int) -> None:
+        self.spec = spec
+        self.url: str = spec.settings.get("url", DEFAULT_URL)
+        self.routing_key = routing_key
+        self.max_attempts = max_attempts
+
+    @classmethod
+    def parse_settings(cls, err: Err, body: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+        url = opt_str(err, body, "url", DEFAULT_URL) or DEFAULT_URL
+        allow_http = opt_bool(err, body, "unsafe_allow_http", False)
+        problem = check_url(url, allow_http=allow_http)
+        if problem:
+            raise err(f"url {problem}")
+        out: dict[str, Any] = {"routing_key_env": env_name(err, body, "routing_key_env"), "url": url,
+                               "unsafe_allow_http": allow_http}
+        source = opt_str(err, body, "source")
+        if source:
+            out["source"] = source
+        return out
+
+    @classmethod
+    def create(cls, spec: SinkSpec, env: Mapping[str, str], *, redactor: Redactor,
+               delivery: DeliveryConfig) -> PagerDutySink:
+        name = spec.settings["routing_key_env"]
+        key = env.get(name)
+        if not key:
+            raise SinkError(f"the PagerDuty routing key variable {name} is not set",
+                            hint=f"export {name} (the integration's routing key)")
+        redactor.learn(key)
+        return cls(spec, key, delivery.max_attempts)
+
+    def send(self, batch: Batch) -> None:
+        groups = list(group_by_run(batch.items).items())
+        for n, (run_id, items) in enumerate(groups):
+            alert = build_alert(run_id, items, batch.run_items(run_id, unfiltered=True))
+            event = pagerduty_event(alert, self.routing_key, self.spec.settings.get("source"))
+            body = json.dumps(event, ensure_ascii=False).encode("utf-8")
+            try:
+                post(self.url, body, {}, timeout=self.spec.timeout_seconds, max_attempts=self.max_attempts,
+                     deadline=batch.deadline)
+            except HttpFailure as e:
+                batch.fail(items, f"PagerDuty Events API: {e}")
+                if e.retryable:
+                    rest = [it for _, its in groups[n + 1:] for it in its]
+                    if rest:
+                        batch.fail(rest, f"not sent: PagerDuty failed ({e})")
+                    return
+                continue
+            batch.ok(items)
+
+    def confirm(self, items: Sequence[Item]) -> set[str]:
+        return set()  # dedup_key per run: a repeated trigger updates the same incident
