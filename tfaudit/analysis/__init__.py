@@ -9,7 +9,8 @@ a terminal table, Markdown, JSON or SARIF; `runhook` plugs the same analysis int
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from tfaudit.analysis.engine import Analyzer, Report
@@ -18,7 +19,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf_path: str | None = None,
-                  chdir: str | None = None, stdin: object = None) -> Report:
+                  chdir: str | None = None, stdin: BinaryIO | None = None) -> Report:
     """A plan JSON file, a saved binary plan (through `terraform show -json`), or `-` for stdin."""
     from tfaudit.analysis.engine import analyse_bytes, analyse_file
     from tfaudit.errors import PlanError
@@ -28,7 +29,7 @@ def analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf
         import sys
 
         stream = stdin if stdin is not None else sys.stdin.buffer
-        data = stream.read()  # type: ignore[attr-defined]
+        data = stream.read()
         if data.startswith(ZIP_MAGIC):
             raise PlanError("<stdin>: is a saved binary plan; terraform needs it as a file", hint="pass the plan file's path")
         return analyse_bytes(data, analyzer, "<stdin>")

@@ -671,7 +671,7 @@ def check_object_lock(ch: ResourceChange) -> Iterator[Hit]:
 
 def _versioning_on(rtype: str, values: Any) -> bool:
     if rtype == "aws_s3_bucket_versioning":
-        return _get(_first(values, "versioning_configuration"), "status") == "Enabled"
+        return bool(_get(_first(values, "versioning_configuration"), "status") == "Enabled")
     return _get(_first(values, "versioning"), "enabled") is True
 
 

@@ -288,19 +288,20 @@ def _builtin_id(ctx: BlockContext, rule_id: Any, what: str) -> str:
     return rule_id
 
 
+def _rule_map(ctx: BlockContext, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    raw = body.get(key, {})
+    if not isinstance(raw, dict):
+        raise ctx.error(f'{key} must be a map of rule id to value, e.g. {key} = {{ "destroy.delete" = ... }}')
+    return {_builtin_id(ctx, rid, key): v for rid, v in raw.items()}
+
+
 def parse_rules_settings(ctx: BlockContext, entries: list[Any]) -> RulesSettings:
     """`rules { disable, severity, effect, fail_on }` (SECTIONS["rules"])."""
     body = single_block(ctx, entries)
     check_keys(ctx, body, {"disable", "severity", "effect", "fail_on"})
     disable = frozenset(_builtin_id(ctx, r, "disable") for r in get_str_list(ctx, body, "disable"))
-    severity: dict[str, Severity] = {}
-    effect: dict[str, Effect] = {}
-    for key, target, conv in (("severity", severity, _severity), ("effect", effect, _effect)):
-        raw = body.get(key, {})
-        if not isinstance(raw, dict):
-            raise ctx.error(f'{key} must be a map of rule id to value, e.g. {key} = {{ "destroy.delete" = ... }}')
-        for rid, v in raw.items():
-            target[_builtin_id(ctx, rid, key)] = conv(ctx, v, f'{key} of "{rid}"', None)  # type: ignore[operator]
+    severity = {rid: _severity(ctx, v, f'severity of "{rid}"', None) for rid, v in _rule_map(ctx, body, "severity").items()}
+    effect = {rid: _effect(ctx, v, f'effect of "{rid}"', None) for rid, v in _rule_map(ctx, body, "effect").items()}
     fail_on = body.get("fail_on")
     gate = None
     if fail_on is not None:

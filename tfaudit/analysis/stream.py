@@ -29,6 +29,7 @@ from tfaudit.parse.plan import Plan, ResourceChange, plan_from_document, resourc
 CHUNK = 1 << 20
 LOW_WATER = 256 << 10  # read ahead when less than this is left in the window
 _WS = re.compile(r"[ \t\n\r]*")
+_WS_CHARS = " \t\n\r"
 _raw_decode = json.JSONDecoder().raw_decode
 
 # Top-level members streamed element by element.
@@ -41,6 +42,10 @@ _WALK = frozenset({"planned_values", "prior_state", "configuration", "values", "
 # Placeholders that keep a skipped member's presence visible to the plan sniffer.
 _PLACEHOLDER: dict[str, Any] = {"planned_values": {}, "prior_state": {}, "configuration": {}, "checks": [],
                                 "relevant_attributes": []}
+
+
+def _discard(value: Any) -> None:
+    pass
 
 
 class NotStreamable(Exception):
@@ -161,6 +166,51 @@ class _Reader:
             if c != ",":
                 raise NotStreamable("expected ',' or ']'")
 
+    def each_value(self, sink: Callable[[Any], None]) -> None:
+        """Decode the array at the cursor element by element, handing each to sink.
+
+        The loop is `elements()` + `value()` with their common case inlined: this runs
+        once per resource in every big section of the plan.
+        """
+        self.expect("[")
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        decode = _raw_decode
+        while True:
+            buf, pos = self.buf, self.pos
+            if len(buf) - pos < LOW_WATER and not self.eof:
+                self.more()
+                buf, pos = self.buf, self.pos
+            end = -1
+            if pos < len(buf) and buf[pos] not in _WS_CHARS:
+                try:
+                    v, end = decode(buf, pos)
+                except (json.JSONDecodeError, RecursionError):
+                    end = -1
+                else:
+                    if end == len(buf) and not self.eof:
+                        end = -1  # may continue past the window: take the careful path
+            if end < 0:
+                v = self.value()
+                buf, end = self.buf, self.pos
+            sink(v)
+            if end < len(buf):
+                c = buf[end]
+                if c == ",":
+                    self.pos = end + 1
+                    continue
+                if c == "]":
+                    self.pos = end + 1
+                    return
+            self.pos = end
+            c = self.peek()
+            self.pos += 1
+            if c == "]":
+                return
+            if c != ",":
+                raise NotStreamable("expected ',' or ']'")
+
     def skip(self, key: str, walk_all: bool = False) -> None:
         """Step over one value, walking module/resource containers so no big value is decoded whole."""
         c = self.peek()
@@ -168,12 +218,14 @@ class _Reader:
             every = key == "module_calls"  # its members are module names
             for k in self.members():
                 self.skip(k, every)
-        elif c == "[" and key in _WALK:
+        elif c == "[" and key == "child_modules":
             for _ in self.elements():
-                if key == "child_modules" and self.peek() == "{":
+                if self.peek() == "{":
                     self.skip(key, True)
                 else:
                     self.value()
+        elif c == "[" and key in _WALK:
+            self.each_value(_discard)
         else:
             self.value()
 
@@ -198,16 +250,18 @@ def stream_plan(f: BinaryIO, source: str, on_change: Callable[[ResourceChange], 
         if key in counts and r.peek() == "[":
             shell[key] = []
             callback = on_change if key == "resource_changes" else on_drift
-            i = 0
-            for _ in r.elements():
-                obj = r.value()
+            index = [0]
+
+            def handle(obj: Any, key: str = key, callback: Callable[[ResourceChange], None] = callback) -> None:
                 try:
-                    ch = resource_change_from_json(obj, f"{key}[{i}]", source)
+                    ch = resource_change_from_json(obj, f"{key}[{index[0]}]", source)
                 except Exception:  # noqa: BLE001 - the full parser reports it properly
                     raise NotStreamable("invalid resource change") from None
+                index[0] += 1
                 callback(ch)
-                i += 1
-            counts[key] = i
+
+            r.each_value(handle)
+            counts[key] = index[0]
         elif key in SKIPPED:
             r.skip(key)
             shell[key] = _PLACEHOLDER[key]
