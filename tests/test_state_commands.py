@@ -147,3 +147,17 @@ def test_state_commands_are_recorded_with_what_appeared_vanished_moved(work: dic
     assert _of(read_ledger(work["ledger"]), "state.out_of_band") == []
     verify = tfaudit("verify", str(work["ledger"]), "--public-key", str(work["pub"]))
     assert verify.returncode == 0, verify.output
+
+
+def test_a_state_terraform_could_not_read_is_never_taken_for_a_change(work: dict[str, Any]) -> None:
+    tfaudit, state_file = work["tfaudit"], work["path"] / "terraform.tfstate"
+    good = state_file.read_bytes()
+    state_file.write_text("{ this is not a state")
+    res = tfaudit("apply", "-auto-approve")
+    assert res.returncode == 1, res.output  # terraform itself refuses the broken state
+    finished = read_ledger(work["ledger"])[-1]
+    assert finished["type"] == "run.finished" and finished["outcome"]["state"]["after"] is None
+    state_file.write_bytes(good)
+    assert tfaudit("plan", "-refresh=false").returncode == 0
+    assert _of(read_ledger(work["ledger"]), "state.out_of_band") == []
+

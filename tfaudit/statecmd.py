@@ -7,7 +7,8 @@ or changed taint.
 
 Before every wrapped command, `check_out_of_band` compares the current state with the
 last state the ledger knows for the same working directory and workspace (the `after`
-state of the newest run.finished, state.changed or state.out_of_band record). A serial
+state of the newest run.finished, state.changed or state.out_of_band record; a run that
+saw no state is skipped, as it may only have failed to read one). A serial
 or lineage that moved, contents that changed, or a state that appeared or vanished
 without a record means someone ran terraform outside tfaudit: that becomes a
 `state.out_of_band` record with a `state.out-of-band` finding, and the comparison
@@ -109,7 +110,9 @@ def last_known_state(ledger_path: Path, working_dir: str, workspace: str) -> Kno
         if not isinstance(run, dict) or run.get("working_dir") != working_dir or run.get("workspace") != workspace:
             continue
         known, ref = _state_of(rec)
-        if not known:
+        if not known or (ref is None and rec.get("type") != "state.out_of_band"):
+            # A run that saw no state may only have failed to read it (no init, no backend
+            # credentials): it says nothing. An out-of-band record's "none" was checked.
             continue
         chain = rec.get("chain") or {}
         return KnownState(ref if isinstance(ref, Mapping) else None, str(rec.get("id", "")), str(rec.get("type")),
@@ -131,12 +134,13 @@ class OutOfBand:
         return {"expected": self.expected.as_dict(), "observed": dict(self.observed) if self.observed else None,
                 "reasons": list(self.reasons)}
 
-    def finding(self) -> dict[str, Any]:
-        from tfaudit.analysis.builtin import RULES
+    def findings(self, config: Any) -> list[dict[str, Any]]:
+        """The `state.out-of-band` finding, as the config rates it (none when it is disabled)."""
+        from tfaudit.analysis.engine import Analyzer
+        from tfaudit.analysis.policy import Policy
 
-        info = RULES["state.out-of-band"]
-        return {"rule": info.id, "severity": str(info.severity), "effect": str(info.effect),
-                "category": info.category, "address": None, "message": self.message(), "why": info.why}
+        found = Analyzer(Policy.from_config(config)).finding("state.out-of-band", None, self.message())
+        return [found.as_dict()] if found is not None else []
 
 
 def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
@@ -146,8 +150,9 @@ def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
     if was is None and now is None:
         return None
     if was is None:
-        reasons.append(f"a state (serial {now['serial']}, lineage {now['lineage']}) appeared where the last "  # type: ignore[index]
-                       "recorded run left none")
+        assert now is not None
+        reasons.append(f"a state (serial {now['serial']}, lineage {now['lineage']}) appeared where the state "
+                       "had been found gone")
     elif now is None:
         reasons.append(f"the state (serial {was.get('serial')}) the last recorded run left is gone")
     else:
@@ -170,12 +175,18 @@ def check_out_of_band(session: Session, current: State | None) -> OutOfBand | No
     expected = last_known_state(session.ledger.path, str(tf.working_dir), tf.workspace())
     if expected is None:
         return None
+    if current is None and expected.state is not None:
+        # "no state" must be a state terraform says is empty, not one it could not read
+        # (an uninitialized directory, a backend without credentials): never guess.
+        known, current = read_state(tf)
+        if not known:
+            return None
     return compare(expected, current)
 
 
 def out_of_band_record(session: Session, run: records.RunInfo, oob: OutOfBand) -> dict[str, Any]:
     return records.base_record("state.out_of_band", run, session.actor, detail=oob.detail(),
-                               findings=[oob.finding()])
+                               findings=oob.findings(session.config))
 
 
 def record_out_of_band(session: Session, current: State | None, run_id: str, command: str) -> OutOfBand | None:
@@ -184,6 +195,9 @@ def record_out_of_band(session: Session, current: State | None, run_id: str, com
     Written at once, before terraform runs, so the record exists even if the command then
     fails; it carries the run id the command's own records will use.
     """
+    from tfaudit.analysis.policy import Policy
+
+    Policy.from_config(session.config)  # a waiver naming no rule fails here, before terraform runs
     oob = check_out_of_band(session, current)
     if oob is None:
         return None
@@ -197,14 +211,21 @@ def record_out_of_band(session: Session, current: State | None, run_id: str, com
 
 
 # --- state commands ----------------------------------------------------------------------------
-def load_state(tf: Terraform) -> State | None:
-    data = tf.state_pull()
-    if data is None:
-        return None
+def read_state(tf: Terraform) -> tuple[bool, State | None]:
+    """(whether terraform could say what the state is, the state or None when there is none)."""
+    res = tf.capture(["state", "pull"])
+    if not res.ok:
+        return False, None
+    if not res.stdout.strip():
+        return True, None
     try:
-        return parse_state(data, source="terraform state pull")
+        return True, parse_state(res.stdout, source="terraform state pull")
     except Exception:  # noqa: BLE001 - an unreadable state must not stop the audited command
-        return None
+        return False, None
+
+
+def load_state(tf: Terraform) -> State | None:
+    return read_state(tf)[1]
 
 
 def _positionals(args: Sequence[str]) -> list[str]:
