@@ -29,6 +29,15 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+class _StderrLogger:
+    """Writes to whatever sys.stderr is at the time of the call (it may be replaced after configure)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
 def configure(log_format: str | None, verbosity: int) -> None:
     level = logging.WARNING - 10 * min(verbosity, 2)
     fmt = log_format or ("console" if sys.stderr.isatty() else "json")
@@ -41,6 +50,6 @@ def configure(log_format: str | None, verbosity: int) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
