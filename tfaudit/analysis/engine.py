@@ -15,7 +15,7 @@ from tfaudit import __version__
 from tfaudit.analysis import builtin
 from tfaudit.analysis.model import SEVERITIES, Effect, Finding, RuleInfo, Severity, Waived, sort_key
 from tfaudit.analysis.policy import Policy
-from tfaudit.parse.plan import ChangeAction, Plan, ResourceChange, parse_plans
+from tfaudit.parse.plan import Plan, ResourceChange, parse_plans
 
 REPORT_SCHEMA = "tfaudit.analysis/v1"
 ACTION_ORDER = ("create", "update", "replace", "delete", "forget", "import", "move", "read", "no-op")
@@ -257,5 +257,5 @@ def findings_by_address(findings: Sequence[Finding]) -> Mapping[str, list[Findin
     return out
 
 
-__all__ = ["ACTION_ORDER", "REPORT_SCHEMA", "Analyzer", "ChangeAction", "Gate", "Report", "analyse_bytes",
+__all__ = ["ACTION_ORDER", "REPORT_SCHEMA", "Analyzer", "Gate", "Report", "analyse_bytes",
            "analyse_file", "analyse_plan", "analyse_stream", "findings_by_address"]
