@@ -51,7 +51,7 @@ def drifted(plan: Any) -> list[ResourceChange]:
 
 def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
     from tfaudit import _proc
-    from tfaudit.runner import Console, _deliver, open_session
+    from tfaudit.runner import Console, open_session, publish
     from tfaudit.statecmd import load_state, record_out_of_band
 
     for a in inv.tf_args:
@@ -82,8 +82,7 @@ def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None =
             for d in found]
     override = 0
     if recs:
-        appended = session.ledger.append(recs, session.signer)
-        override = _deliver(session, appended)
+        override = publish(session, recs)
     _summarise(session, found, time.monotonic() - t0)
     if override:
         return override

@@ -50,8 +50,8 @@ class Invocation:
     signing_key: str | None = None
     config: str | None = None
     tf_path: str | None = None
-    checkpoints: str | None = None  # checkpoints: --checkpoints DIR|s3://...|https://...
-    fail_on: str | None = None  # analysis: --fail-on / TFAUDIT_FAIL_ON severity gate
+    checkpoints: str | None = None  # --checkpoints DIR|s3://...|https://...
+    fail_on: str | None = None  # --fail-on / TFAUDIT_FAIL_ON severity gate
 
 
 @dataclass
@@ -155,7 +155,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
         from tfaudit.sinks.delivery import prepare
 
         prepare(ledger.path, cfg.section("sink"), cfg.section("delivery"), console.warn)
-    # --- CI identity (issue 5): GitHub Actions OIDC claims into actor.ci.oidc, never the token.
+    # GitHub Actions OIDC identity claims into actor.ci.oidc (never the token itself)
     if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
         from tfaudit import oidc
 
@@ -188,21 +188,34 @@ def _append(session: Session, recs: list[dict[str, Any]], *, applied: bool) -> l
         raise
 
 
-def _deliver(session: Session, appended: list[Appended]) -> int:
-    """Send a run's records to the configured sinks; returns an exit code override (0 = none)."""
-    # HOOK(delivery): sinks issue plugs delivery in here.
+def publish(session: Session, recs: list[dict[str, Any]], *, applied: bool = False) -> int:
+    """Append records durably, then deliver them to the sinks and anchor a checkpoint.
+
+    Returns an exit-code override (0 = none): 4 when delivery or anchoring failed and the
+    config says `on_failure = "fail"`. The ledger write itself raises on failure.
+    """
+    if not recs:
+        return 0
+    _append(session, recs, applied=applied)
+    override = _deliver(session)
+    return _anchor(session) or override
+
+
+def _deliver(session: Session) -> int:
+    """Send what the sinks are owed (this run's records and any backlog; see tfaudit.sinks);
+    boto3 and the like are imported only when a sink needs them."""
     specs = session.config.section("sink")
     if not specs:
         return 0
-    from tfaudit.sinks.delivery import deliver_after_run  # only when sinks are configured
+    from tfaudit.sinks.delivery import deliver_after_run
 
     return deliver_after_run(session.ledger.path, specs, session.config.section("delivery"), session.env,
                              session.redactor, session.console.warn)
 
 
 def _anchor(session: Session) -> int:
-    """# checkpoints: sign a checkpoint of the ledger and store it apart from it, when configured
-    (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block); returns an exit code override."""
+    """Sign a checkpoint of the ledger and store it apart from it, when configured
+    (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.checkpoints)."""
     from tfaudit.checkpoints import anchor_after_run
 
     return anchor_after_run(session.ledger.path, session.signer, session.inv.checkpoints, session.env,
@@ -224,7 +237,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
     t0 = time.monotonic()
     state_before = _load_state(tf)
     run_id = records.new_id()
-    from tfaudit.statecmd import record_out_of_band  # state tamper check (issue 4)
+    from tfaudit.statecmd import record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, state_before, run_id, inv.command)
 
@@ -254,18 +267,21 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             plan_file=str(saved_plan) if saved_plan else None,
         )
         changes = [ch for ch in plan.resource_changes if records.is_recorded_change(ch)]
-        # HOOK(analysis): risk rules issue plugs findings and deny gates in here.
+        # Gates, before approval and before terraform applies anything: risk rules (deny,
+        # --fail-on), plan binding (require_recorded_plan) and the CI identity cross-check.
         from tfaudit.analysis.runhook import analyse_run
 
         analysis = analyse_run(session, plan)
-        if analysis.blocked:  # before approval, before terraform applies anything
-            _record_blocked(session, run, plan, plan_sha, state_before, t0, analysis.findings, analysis.reason)
-
-        # --- plan binding and CI identity cross-check (issue 5): link a saved plan to its
-        # plan.recorded record, refuse unrecorded ones when required, check who applies where,
-        # before anyone is asked to approve.
-        bound_to, identity_findings = _check_binding_and_identity(
-            session, run, plan, plan_sha, plan_file_abs if saved_plan else None, state_before, t0)
+        gate = _check_binding_and_identity(session, plan_sha, (saved_plan, plan_file_abs) if saved_plan else None)
+        findings = [*analysis.findings, *gate.findings]
+        if analysis.blocked:
+            _record_blocked(session, run, plan, plan_sha, state_before, t0, findings, PolicyError(
+                f"blocked by policy: {session.redactor.scrub(analysis.reason)[:500]}",
+                hint="nothing was applied; fix the plan, or change the rule, severity gate or waiver in .tfaudit.hcl"),
+                analysis.reason)
+        if gate.refusal is not None:
+            _record_blocked(session, run, plan, plan_sha, state_before, t0, findings, gate.refusal,
+                            gate.refusal.message)
         has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
         if not saved_plan and has_changes and not split.auto_approve:
             if not console.confirm(destroy=inv.command == "destroy"):
@@ -274,13 +290,11 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
         started = records.base_record("run.started", run, session.actor,
                                       plan=records.plan_body(plan, plan_sha, session.redactor))
-        if analysis.findings:  # HOOK(analysis)
-            started["findings"] = [*started.get("findings", []), *analysis.findings]
+        if findings:
+            started["findings"] = findings
         if saved_plan:
-            started["plan"]["recorded_by"] = bound_to
-        if identity_findings:
-            started["findings"] = [*started.get("findings", []), *identity_findings]
-        appended = _append(session, [started], applied=False)
+            started["plan"]["recorded_by"] = gate.bound_to
+        _append(session, [started], applied=False)
 
         tracker = ApplyTracker()
         renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
@@ -316,33 +330,34 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
         state_before=state_before, state_after=state_after, errors=errors,
         reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0)))
-    appended += _append(session, recs, applied=True)
-    override = _deliver(session, appended)
-    override = _anchor(session) or override  # checkpoints
+    override = publish(session, recs, applied=True)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
 
 
-# --- plan binding and CI identity cross-check (issue 5) -----------------------------------------
-def _check_binding_and_identity(session: Session, run: records.RunInfo, plan: Plan, plan_sha: str,
-                                saved_plan: Path | None, state_before: State | None,
-                                t0: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(the plan.recorded link for a saved plan, identity findings); raises PolicyError when blocked.
+# --- plan binding and CI identity cross-check -------------------------------------------------
+@dataclass(frozen=True)
+class Gate:
+    bound_to: dict[str, Any] | None  # the plan.recorded record a saved plan file links to
+    findings: list[dict[str, Any]]
+    refusal: PolicyError | None
 
-    A blocked apply is recorded (run.started with the findings, run.finished `blocked`)
-    before the error reaches the user, so refused attempts show up in the trail too.
-    """
+
+def _check_binding_and_identity(session: Session, plan_sha: str, saved_plan: tuple[str, Path] | None) -> Gate:
+    """Link a saved plan to its plan.recorded record (refused when required and missing), and
+    check who applies where against the config's `expect` block."""
     from tfaudit import binding, identity_check
 
     bound_to: dict[str, Any] | None = None
     refusal: PolicyError | None = None
     findings: list[dict[str, Any]] = []
     if saved_plan is not None:
-        found = binding.lookup(session.ledger, plan_sha, saved_plan, session.signer)
+        given, path = saved_plan
+        found = binding.lookup(session.ledger, plan_sha, path, session.signer)
         bound_to = found.link()
         if bound_to is None and session.config.section("require_recorded_plan", False):
-            refusal = binding.refusal(found, str(run.plan_file or saved_plan), plan_sha)
+            refusal = binding.refusal(found, given, plan_sha)
             findings.append(binding.finding(refusal))
     expect = session.config.section("expect")
     identity_findings = identity_check.check(session.actor, expect)
@@ -352,18 +367,7 @@ def _check_binding_and_identity(session: Session, run: records.RunInfo, plan: Pl
     if refusal is None and identity_check.blocking(identity_findings, expect):
         refusal = PolicyError(f"blocked: {identity_findings[0]['message']}",
                               hint="expect.on_mismatch = \"deny\" refuses this apply; run it from the expected CI")
-    if refusal is not None:
-        plan_body = records.plan_body(plan, plan_sha, session.redactor)
-        recs = [
-            records.base_record("run.started", run, session.actor, plan=plan_body, findings=findings),
-            records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
-                status="blocked", exit_code=int(ExitCode.POLICY), counts={}, state_before=state_before,
-                state_after=state_before, reason=refusal.message[:500], duration_seconds=time.monotonic() - t0)),
-        ]
-        _deliver(session, _append(session, recs, applied=False))
-        _anchor(session)  # checkpoints
-        raise refusal
-    return bound_to, identity_findings
+    return Gate(bound_to, findings, refusal)
 
 
 def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool) -> records.Outcome:
@@ -385,20 +389,18 @@ def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool
 
 
 def _record_blocked(session: Session, run: records.RunInfo, plan: Plan, plan_sha: str, state_before: State | None,
-                    t0: float, findings: list[dict[str, Any]], reason: str) -> None:
-    """# analysis: a deny rule or --fail-on stopped the apply; record run.started + run.finished `blocked`, raise."""
-    recs = [
+                    t0: float, findings: list[dict[str, Any]], refusal: PolicyError, reason: str) -> None:
+    """A gate stopped the apply: record run.started + run.finished `blocked` (refused attempts
+    belong in the trail too), then raise the refusal (exit 5)."""
+    publish(session, [
         records.base_record("run.started", run, session.actor, plan=records.plan_body(plan, plan_sha, session.redactor),
                             findings=findings),
         records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
             status="blocked", exit_code=int(ExitCode.POLICY), counts={}, state_before=state_before,
             state_after=state_before, reason=session.redactor.scrub(reason)[:500],
             duration_seconds=time.monotonic() - t0)),
-    ]
-    _deliver(session, _append(session, recs, applied=False))
-    _anchor(session)  # checkpoints
-    raise PolicyError(f"blocked by policy: {session.redactor.scrub(reason)[:500]}",
-                      hint="nothing was applied; fix the plan, or change the rule, severity gate or waiver in .tfaudit.hcl")
+    ])
+    raise refusal
 
 
 def _record_unapplied(session: Session, rc: int, state_before: State | None, t0: float, *,
@@ -417,9 +419,7 @@ def _record_unapplied(session: Session, rc: int, state_before: State | None, t0:
             state_before=state_before, state_after=state_before, reason=reason,
             duration_seconds=time.monotonic() - t0)),
     ]
-    appended = _append(session, recs, applied=False)
-    _deliver(session, appended)
-    _anchor(session)  # checkpoints
+    publish(session, recs)
     return int(ExitCode.INTERRUPTED) if interrupted else (rc or int(ExitCode.FAILURE))
 
 
@@ -435,7 +435,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         i = args.index("-out")
         out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
     run_id = records.new_id()
-    from tfaudit.statecmd import load_state, record_out_of_band  # state tamper check (issue 4)
+    from tfaudit.statecmd import load_state, record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, load_state(tf), run_id, "plan")
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
@@ -458,7 +458,6 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         id=records.RunId(run_id), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
         tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
         plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
-    # HOOK(plan-analysis): risk rules issue adds findings to the plan.recorded record here.
     from tfaudit.analysis.runhook import analyse_run
 
     analysis = analyse_run(session, plan)
@@ -466,9 +465,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
                               plan=records.plan_body(plan, plan_sha, session.redactor))
     if analysis.findings:
         rec["findings"] = analysis.findings
-    appended = _append(session, [rec], applied=False)
-    override = _deliver(session, appended)
-    override = _anchor(session) or override  # checkpoints
+    override = publish(session, [rec])
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)

@@ -277,7 +277,7 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
                       console: Console | None = None) -> int:
     """Run `terraform <subcommand> <args>` and record the state change it made."""
     from tfaudit import _proc
-    from tfaudit.runner import Console, _deliver, open_session
+    from tfaudit.runner import Console, open_session, publish
 
     console = console or Console()
     session = open_session(inv, env, console)
@@ -304,8 +304,7 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
         "duration_seconds": round(time.monotonic() - t0, 3),
     }
     rec = records.base_record("state.changed", run, session.actor, detail=detail)
-    appended = session.ledger.append([rec], session.signer)
-    override = _deliver(session, appended)
+    override = publish(session, [rec], applied=True)
     return override or rc
 
 
