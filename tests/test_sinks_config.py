@@ -185,6 +185,14 @@ def test_record_severity_and_the_default_alert_filter(tmp_path: Path) -> None:
     assert picked == [("resource.changed", "aws_iam_role.r"), ("resource.changed", "aws_instance.i"),
                       ("resource.changed", "aws_x.y"), ("run.finished", None)]
     assert not [r for r in ok if alerts.matches(r)]  # a clean create-only run raises no alert
+    # a resource finding from a rule with effect = "alert" routes that record to the alert sinks
+    created = ok[1]
+    flagged = {**created, "resource": {**created["resource"], "findings": [
+        {"rule": "tagging", "severity": "low", "message": "untagged bucket", "effect": "alert"}]}}
+    assert alerts.matches(flagged) and record_severity(flagged) is Severity.HIGH
+    warned = {**created, "resource": {**created["resource"], "findings": [
+        {"rule": "tagging", "severity": "low", "message": "untagged bucket", "effect": "warn"}]}}
+    assert not alerts.matches(warned)
 
 
 # --- S3 keys ---------------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ def record_severity(record: Mapping[str, Any]) -> Severity:
     high: a failed, partial or interrupted run; a resource that failed or was interrupted.
     medium: a resource deleted or replaced; a run blocked or cancelled.
     low: any other resource change.  info: run.started, plan.recorded, a succeeded run.
-    Findings attached to the record (risk rules) raise it to their highest severity.
+    Findings attached to the record or to its resource (risk rules) raise it to their highest
+    severity; a finding whose rule has `effect = "alert"` raises it to at least high, so that the
+    alert sinks (Slack, PagerDuty: medium and up by default) receive it.
     """
     rtype = record.get("type")
     sev = Severity.INFO
@@ -61,11 +63,16 @@ def record_severity(record: Mapping[str, Any]) -> Severity:
             sev = Severity.MEDIUM
         else:
             sev = Severity.LOW
-    for finding in record.get("findings") or ():
+    resource = record.get("resource")
+    findings = [*(record.get("findings") or ()),
+                *((resource.get("findings") or ()) if isinstance(resource, Mapping) else ())]
+    for finding in findings:
         try:
             fsev = Severity(finding.get("severity"))
         except (ValueError, AttributeError):
             continue
+        if finding.get("effect") == "alert" and fsev.rank < Severity.HIGH.rank:
+            fsev = Severity.HIGH
         if fsev.rank > sev.rank:
             sev = fsev
     return sev
