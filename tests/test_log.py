@@ -184,3 +184,28 @@ def test_reading_a_local_ledger_never_imports_boto3(trail: dict, base_env: dict[
     res = subprocess.run([sys.executable, "-c", code], env=base_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_drift_and_state_command_runs_show_their_own_outcome(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    from tfaudit import records as recmod
+    from tfaudit.ledger import Ledger
+    from tfaudit.query import runs
+    from tfaudit.signing import load_signer
+
+    def run(command: str) -> recmod.RunInfo:
+        return recmod.RunInfo(id=recmod.RunId(recmod.new_id()), command=command, args=(), tool="terraform",
+                              tool_version="1.11.4", workspace="default", working_dir="/w")
+
+    state_run, drift_run = run("state rm"), run("drift")
+    ledger = tmp_path / "l.jsonl"
+    Ledger(ledger).append([
+        recmod.base_record("state.changed", state_run, {"user": "bob"}, detail={
+            "command": "state rm", "exit_code": 0, "status": "succeeded", "changed": True,
+            "state": {"before": None, "after": None}, "appeared": [], "vanished": ["a.b"], "moved": []}),
+        *[recmod.base_record("drift.detected", drift_run, {"user": "cron"}, detail={
+            "address": f"aws_s3_bucket.b{i}", "type": "aws_s3_bucket", "actions": ["update"],
+            "changed_paths": ["tags.team"], "before": {}, "after": {}}) for i in range(2)],
+    ], load_signer(keypair[0]))
+    by_cmd = {r.command: r for r in runs([ledger])}
+    assert by_cmd["state rm"].status == "succeeded" and by_cmd["state rm"].exit_code == 0
+    assert by_cmd["drift"].status == "drifted" and by_cmd["drift"].counts == {"drifted": 2}

@@ -52,6 +52,8 @@ class Outcome(str, Enum):
     CANCELLED = "cancelled"
     PLANNED = "planned"  # a plan.recorded with no apply
     UNFINISHED = "unfinished"  # run.started without run.finished (killed, or still running)
+    DRIFTED = "drifted"  # tfaudit drift found drift
+    OUT_OF_BAND = "out_of_band"  # state changed outside the audited path, seen before this run
 
 
 @dataclass
@@ -282,7 +284,7 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
     summary.records.append(rec)
     if rec.get("time") and str(rec["time"]) < summary.time:
         summary.time = str(rec["time"])
-    summary.findings += [f for f in rec.get("findings") or [] if isinstance(f, Mapping)]
+    _add_findings(summary, rec.get("findings"))
     rtype = rec.get("type")
     if rtype in ("run.started", "plan.recorded"):
         plan = _obj(rec, "plan")
@@ -291,10 +293,12 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
             summary.recorded_by = plan["recorded_by"]
         if rtype == "plan.recorded":
             summary.status = Outcome.PLANNED.value
+        elif summary.status == Outcome.OUT_OF_BAND.value:
+            summary.status = Outcome.UNFINISHED.value
     elif rtype == "resource.changed":
         res = _obj(rec, "resource")
         summary.resources.append(res)
-        summary.findings += [f for f in res.get("findings") or [] if isinstance(f, Mapping)]
+        _add_findings(summary, res.get("findings"))
     elif rtype == "run.finished":
         outcome = _obj(rec, "outcome")
         summary.status = str(outcome.get("status", "?"))
@@ -302,6 +306,24 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
         summary.counts = {k: v for k, v in (outcome.get("counts") or {}).items() if v}
         summary.duration_seconds = outcome.get("duration_seconds")
         summary.reason = outcome.get("reason")
+    elif rtype == "state.changed":  # tfaudit import / state / taint: one record is the whole run
+        detail = _obj(rec, "detail")
+        summary.status = str(detail.get("status", "?"))
+        summary.exit_code = detail.get("exit_code")
+    elif rtype == "drift.detected":
+        summary.status = Outcome.DRIFTED.value
+        summary.counts["drifted"] = summary.counts.get("drifted", 0) + 1
+    elif rtype == "state.out_of_band" and summary.status == Outcome.UNFINISHED.value and len(summary.records) == 1:
+        summary.status = Outcome.OUT_OF_BAND.value  # until the run's own records say more
+
+
+def _add_findings(summary: RunSummary, findings: Any) -> None:
+    """Findings appear on run.started and again on the resources they concern: count each once."""
+    seen = {(f.get("rule"), f.get("address"), f.get("message")) for f in summary.findings}
+    for f in findings or ():
+        if isinstance(f, Mapping) and (key := (f.get("rule"), f.get("address"), f.get("message"))) not in seen:
+            seen.add(key)
+            summary.findings.append(f)
 
 
 # --- one resource's history ------------------------------------------------------------------
