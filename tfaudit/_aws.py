@@ -89,7 +89,9 @@ def client(service: str, settings: AwsSettings, env: Mapping[str, str], *, conne
         retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
         user_agent_extra="tfaudit",
     )
-    return session.client(service, region_name=region, endpoint_url=_endpoint(service, settings, env), config=config)
+    # service is chosen at run time, so the stubs' per-service overloads cannot match it
+    return session.client(service, region_name=region, endpoint_url=_endpoint(service, settings, env),  # type: ignore[call-overload]
+                          config=config)
 
 
 def error_text(exc: BaseException) -> str:
