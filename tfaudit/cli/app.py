@@ -28,21 +28,21 @@ app = typer.Typer(
 # Explicit command registry: each module's register(app) adds its commands. One line per
 # module; modules keep heavy imports (boto3, the runner) inside their command functions.
 COMMAND_MODULES: tuple[str, ...] = (
-    "tfaudit.cli.wrap_cmd",
-    "tfaudit.cli.verify_cmd",
-    "tfaudit.cli.keys_cmd",
-    "tfaudit.cli.config_cmd",
-    "tfaudit.cli.log_cmd",
-    "tfaudit.cli.history_cmd",
-    "tfaudit.cli.report_cmd",
-    "tfaudit.cli.precommit_cmd",
-    "tfaudit.cli.ci_cmd",
-    "tfaudit.cli.prove_cmd",
-    "tfaudit.cli.export_cmd",
-    "tfaudit.cli.delivery_cmd",
-    "tfaudit.cli.analyze_cmd",
-    "tfaudit.cli.drift_cmd",
-    "tfaudit.cli.state_cmd",
+    "tfaudit.cli.wrap_cmd",  # apply, destroy, plan
+    "tfaudit.cli.state_cmd",  # import, taint, untaint, state
+    "tfaudit.cli.drift_cmd",  # drift
+    "tfaudit.cli.analyze_cmd",  # analyze
+    "tfaudit.cli.verify_cmd",  # verify
+    "tfaudit.cli.prove_cmd",  # prove, verify-proof
+    "tfaudit.cli.log_cmd",  # log
+    "tfaudit.cli.history_cmd",  # history
+    "tfaudit.cli.report_cmd",  # report
+    "tfaudit.cli.export_cmd",  # export
+    "tfaudit.cli.delivery_cmd",  # flush, status, kms-pubkey
+    "tfaudit.cli.keys_cmd",  # keygen
+    "tfaudit.cli.config_cmd",  # config validate
+    "tfaudit.cli.precommit_cmd",  # hook
+    "tfaudit.cli.ci_cmd",  # ci
 )
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -7,11 +7,11 @@ from typing import Optional
 
 import typer
 
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""

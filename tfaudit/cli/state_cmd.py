@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
 
 
 def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_key: str | None,
@@ -19,25 +19,25 @@ def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("import", context_settings=PASSTHROUGH)
+    @app.command("import", context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def import_(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
                 config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """terraform import ADDR ID, recorded as state.changed."""
         return _recorded(ctx, ["import"], ledger, signing_key, config, tf_path)
 
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def taint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """terraform taint ADDR, recorded as state.changed."""
         return _recorded(ctx, ["taint"], ledger, signing_key, config, tf_path)
 
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def untaint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
                 config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """terraform untaint ADDR, recorded as state.changed."""
         return _recorded(ctx, ["untaint"], ledger, signing_key, config, tf_path)
 
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def state(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """terraform state rm|mv|push|replace-provider, recorded as state.changed (list, show, pull pass through)."""

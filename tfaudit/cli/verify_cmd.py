@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def verify(
         ledger: Optional[Path] = typer.Argument(None, help="Ledger file to check (optional with --dsse)."),
-        public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY",
+        public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
                                                         help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         checkpoints: Optional[str] = typer.Option(None, "--checkpoints",

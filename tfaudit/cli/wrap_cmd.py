@@ -15,13 +15,14 @@ if TYPE_CHECKING:
 # No short options here: terraform's single-dash flags (-var, -target) must reach it intact.
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": True,
                "help_option_names": ["--help"]}
+TF_ARGS = "[OPTIONS] [TERRAFORM ARGUMENTS]..."
 
-LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file (default: .tfaudit/ledger.jsonl beside the terraform config).")
-KeyOpt = typer.Option(None, "--signing-key", envvar="TFAUDIT_SIGNING_KEY", help="Ed25519 private key (PEM) that signs the records.")
-ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
-TfPathOpt = typer.Option(None, "--tf-path", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
-CheckpointsOpt = typer.Option(None, "--checkpoints", envvar="TFAUDIT_CHECKPOINTS", help="After the run, sign a checkpoint of the ledger into this directory (or s3://BUCKET/PREFIX, https:// URL).")
-FailOnOpt = typer.Option(None, "--fail-on", envvar="TFAUDIT_FAIL_ON", help="Block (exit 5, nothing applied) when the plan has a finding at or above this severity: low, medium, high, critical.")
+LedgerOpt = typer.Option(None, "--ledger", metavar="PATH", envvar="TFAUDIT_LEDGER", help="Ledger file (default: .tfaudit/ledger.jsonl beside the terraform config).")
+KeyOpt = typer.Option(None, "--signing-key", metavar="PATH", envvar="TFAUDIT_SIGNING_KEY", help="Ed25519 private key (PEM) that signs the records.")
+ConfigOpt = typer.Option(None, "--config", metavar="PATH", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
+TfPathOpt = typer.Option(None, "--tf-path", metavar="PATH", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
+CheckpointsOpt = typer.Option(None, "--checkpoints", metavar="DEST", envvar="TFAUDIT_CHECKPOINTS", help="After the run, sign a checkpoint of the ledger into this directory (or s3://BUCKET/PREFIX, https:// URL).")
+FailOnOpt = typer.Option(None, "--fail-on", metavar="SEVERITY", envvar="TFAUDIT_FAIL_ON", help="Block (exit 5, nothing applied) when the plan has a finding at or above this severity: low, medium, high, critical.")
 
 
 def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
@@ -37,7 +38,7 @@ def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
              checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
 
         return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
                 config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
                 checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
         return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
-    @app.command(context_settings=PASSTHROUGH)
+    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
     def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
              checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
