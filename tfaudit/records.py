@@ -13,10 +13,27 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any, NewType
 
 from tfaudit import __version__
 from tfaudit.redact import Redactor
+
+class Severity(StrEnum):
+    """How much a finding (and, for alert routing, a record) matters; ordered by rank."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 
 RecordId = NewType("RecordId", str)
 RunId = NewType("RunId", str)

@@ -7,20 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tfaudit.records import Severity as Severity  # re-exported: the analysis vocabulary
 
-class Severity(StrEnum):
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 SEVERITIES: tuple[Severity, ...] = tuple(sorted(Severity, key=lambda s: s.rank))
 GATE_SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 

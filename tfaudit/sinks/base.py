@@ -17,22 +17,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol
 
+from tfaudit.records import Severity as Severity  # re-exported for the sinks
 from tfaudit.redact import Redactor
 
-
-class Severity(str, Enum):
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 
 # Statuses and actions that make a record worth an alert (Slack, PagerDuty by default).
 _BAD_RUN = {"failed", "partial", "interrupted"}
