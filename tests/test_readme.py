@@ -28,7 +28,7 @@ def test_help_excerpt_matches_real_output(cmd: str, body: str) -> None:
     res = subprocess.run([sys.executable, "-m", "tfaudit", *args], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "100"}, check=False)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.rstrip("\n") == body, f"README excerpt of '{cmd}' is stale; paste the real output"
+    assert res.stdout.rstrip("\n") == body, f"README excerpt of '{cmd}' is stale: run scripts/update_readme_help.py"
 
 
 def test_every_command_is_mentioned_in_the_readme() -> None:

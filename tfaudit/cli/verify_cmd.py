@@ -20,10 +20,10 @@ def register(app: typer.Typer) -> None:
         public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
                                                         help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-        checkpoints: Optional[str] = typer.Option(None, "--checkpoints",
+        checkpoints: Optional[str] = typer.Option(None, "--checkpoints", metavar="SRC",
                                                   help="Also check the ledger against its signed checkpoints in DIR "
                                                   "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
-        dsse: Optional[Path] = typer.Option(None, "--dsse", help="Check the in-toto DSSE envelopes in this file "
+        dsse: Optional[Path] = typer.Option(None, "--dsse", metavar="FILE", help="Check the in-toto DSSE envelopes in this file "
                                             "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
     ) -> int:
         """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
