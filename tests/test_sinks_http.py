@@ -101,6 +101,25 @@ def test_webhook_batch_mode_posts_one_request_per_run(world: World) -> None:
     assert got[1].json()["records"][0]["id"] == second[1].record["id"]
 
 
+@pytest.mark.parametrize("mode", ["record", "batch"])
+def test_webhook_speaks_the_cloudevents_http_binding(world: World, mode: str) -> None:
+    cfg = world.config(WEBHOOK.replace("}\n", f'  format = "cloudevents"\n  mode = "{mode}"\n}}\n'))
+    appended = append_run(world.ledger, world.signer, CHANGES)
+    assert world.deliver(cfg).pending == 0
+    got = world.hook.accepted("/ingest")
+    if mode == "record":
+        assert len(got) == len(appended)
+        assert all(a.headers["Content-Type"].startswith("application/cloudevents+json") for a in got)
+        events = [a.json() for a in got]
+    else:
+        assert len(got) == 1 and got[0].headers["Content-Type"].startswith("application/cloudevents-batch+json")
+        events = got[0].json()
+        assert isinstance(events, list)
+    assert [e["specversion"] for e in events] == ["1.0"] * len(appended)
+    assert [e["id"] for e in events] == [a.record["id"] for a in appended]
+    assert all(a.signature_ok for a in got)
+
+
 def test_a_dead_webhook_costs_seconds_and_then_catches_up_exactly_once(world: World) -> None:
     cfg = world.config(WEBHOOK, "max_attempts = 3\ndeadline_seconds = 10")
     world.hook.stop()  # connection refused

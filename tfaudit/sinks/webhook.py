@@ -91,13 +91,20 @@ class WebhookSink:
             units = list(groups.values())
         else:
             units = [[it] for it in batch.items]
+        cloudevents = self.spec.format == "cloudevents"
         for n, unit in enumerate(units):
             if self.mode == "batch":
-                body = b'{"records":[' + b",".join(encode(it, self.spec.format) for it in unit) + b"]}"
+                events = b",".join(encode(it, self.spec.format) for it in unit)
+                # CloudEvents' HTTP binding: a batch is a bare JSON array with its own media type
+                body = b"[" + events + b"]" if cloudevents else b'{"records":[' + events + b"]}"
                 key, extra = batch_key(unit), {"X-Tfaudit-Run-Id": unit[0].run_id}
+                if cloudevents:
+                    extra["Content-Type"] = "application/cloudevents-batch+json; charset=utf-8"
             else:
                 body, key = encode(unit[0], self.spec.format), unit[0].id
                 extra = {"X-Tfaudit-Record-Type": unit[0].type}
+                if cloudevents:
+                    extra["Content-Type"] = "application/cloudevents+json; charset=utf-8"
             try:
                 self._post(body, key, batch, extra)
             except HttpFailure as e:
