@@ -53,6 +53,9 @@ class Ledger:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except FileExistsError as e:  # mkdir met a file where a directory should be
+            raise LedgerError(f"cannot write the ledger {self.path}: Not a directory ({e.filename} is a file)",
+                              hint="choose another path with --ledger") from e
         except OSError as e:
             raise LedgerError(
                 f"cannot write the ledger {self.path}: {e.strerror}",
