@@ -1,9 +1,16 @@
-"""The record JSON Schema, shipped in the package and compiled once."""
+"""The record JSON Schema, shipped in the package and compiled once.
+
+Two validators read the same schema: fastjsonschema (the schema compiled to Python code,
+about 20x faster) answers "valid?" on the hot paths, writing and verifying every line;
+jsonschema, the reference implementation, is the authority whenever a record is not
+clearly valid and gives the error messages. tests/test_schema.py checks that the fast path
+never accepts what the reference rejects.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -29,8 +36,22 @@ def _validator() -> Any:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@cache
+def _fast_validator() -> Callable[[Any], Any]:
+    import fastjsonschema
+
+    return fastjsonschema.compile(record_schema(), use_default=False, use_formats=False)
+
+
 def schema_errors(record: Mapping[str, Any]) -> list[str]:
     """Every schema violation in record, as '<json path>: <message>' strings (empty when valid)."""
+    from fastjsonschema import JsonSchemaException
+
+    try:
+        _fast_validator()(record)
+        return []
+    except JsonSchemaException:
+        pass  # not clearly valid: ask the reference implementation, which also explains why
     errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
     return [f"{e.json_path}: {e.message[:200]}" for e in errors]
 
