@@ -232,6 +232,13 @@ def test_saved_plan_file_is_applied_and_hashed(e2e: dict[str, Any], base_env: di
     assert all(rec["run"]["plan_sha256"] == digest for rec in recs)
     assert recs[0]["run"]["plan_file"] == "saved.tfplan"
     assert _resources(recs, recs[0]["run"]["id"])["terraform_data.updated"]["after"]["input"]["gen"] == 5
+    # -var with a saved plan goes to terraform apply (ephemeral variables need it); a value that
+    # contradicts the plan gets terraform's own error, as it would without tfaudit
+    assert subprocess.run(["terraform", "plan", "-out=again.tfplan", "-var", "gen=6"], cwd=work, env=base_env,
+                          capture_output=True).returncode == 0
+    again = e2e["apply"]("-var", "gen=7", "-no-color", "again.tfplan")
+    assert again.returncode == 1
+    assert "Can't change variable when applying a saved plan" in again.output
 
 
 def test_chdir_and_wrong_argument_reach_terraform(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult],

@@ -311,7 +311,10 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             else:
                 renderer.render(event.raw if event.type != "text" else event.message)
 
-        rc = tf.stream(["apply", "-json", *split.apply, plan_path], on_line, forwarder=fwd)
+        # With a saved plan there is no plan step: planning options go to apply, so terraform's own
+        # error ("Can't set variables when applying a saved plan") reaches the user unchanged.
+        apply_args = [*split.plan, *split.apply] if saved_plan else split.apply
+        rc = tf.stream(["apply", "-json", *apply_args, plan_path], on_line, forwarder=fwd)
         interrupted = fwd.received is not None
 
     state_after = _load_state(tf)
