@@ -55,3 +55,10 @@ def test_internal_error_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch, caps
     assert "Traceback" not in err
     rc = cli_app.main(["--verbose", "keygen", str(tmp_path / "k")])
     assert rc == 3 and "Traceback" in capsys.readouterr().err
+
+
+def test_version(run_tfaudit: Callable[..., CliResult]) -> None:
+    from tfaudit import __version__
+
+    r = run_tfaudit("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"tfaudit {__version__}"

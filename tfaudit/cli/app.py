@@ -25,6 +25,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["--help"]},
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from tfaudit import __version__
+
+        typer.echo(f"tfaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print tfaudit's version and exit.")) -> None:
+    """Signed, hash-chained audit records for every terraform change.
+
+    Use 'tfaudit apply|plan|destroy' in place of terraform's; every other argument goes to terraform unchanged.
+    """
+
+
 # Explicit command registry: each module's register(app) adds its commands. One line per
 # module; modules keep heavy imports (boto3, the runner) inside their command functions.
 COMMAND_MODULES: tuple[str, ...] = (
