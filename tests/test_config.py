@@ -70,3 +70,12 @@ def test_config_validate_cli(tmp_path: Path, run_tfaudit: Callable[..., CliResul
     assert bad.stderr.count("\n") == 1
     missing = run_tfaudit("config", "validate", str(tmp_path / "absent.hcl"), cwd=tmp_path)
     assert missing.returncode == 64 and "does not exist" in missing.stderr
+
+
+def test_config_validate_checks_waivers_against_known_rules(tmp_path: Path,
+                                                           run_tfaudit: Callable[..., CliResult]) -> None:
+    _write(tmp_path, 'waiver {\n  rule = "no.such.rule"\n  address = "a.b"\n  reason = "r"\n'
+                     '  expires = "2099-01-01"\n}\n')
+    r = run_tfaudit("config", "validate", cwd=tmp_path)
+    assert r.returncode == 64
+    assert "rule 'no.such.rule' is neither a built-in nor a custom rule id" in r.stderr

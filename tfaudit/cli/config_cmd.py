@@ -23,6 +23,10 @@ def validate(
     if found is None:
         raise ConfigError(f"no {CONFIG_NAME} in {Path.cwd()}", hint="pass the file, or create one")
     cfg = parse_config(Path(found))
+    if {"rule", "rules", "waiver"} & set(cfg.sections):
+        from tfaudit.analysis.policy import Policy
+
+        Policy.from_config(cfg)  # cross-checks between blocks, e.g. a waiver naming an unknown rule
     blocks = ["ledger", "signing", "redact", "identity", *sorted(cfg.sections)]
     typer.echo(f"{found}: valid ({', '.join(b for b in blocks if b in _present(cfg))})" if _present(cfg) else f"{found}: valid (empty)")
     return 0
