@@ -52,7 +52,11 @@ class Ledger:
     def _open_for_append(self) -> int:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            if created:  # a new file is durable only once its directory entry is
+                _fsync_dir(self.path.parent)
+            return fd
         except FileExistsError as e:  # mkdir met a file where a directory should be
             raise LedgerError(f"cannot write the ledger {self.path}: Not a directory ({e.filename} is a file)",
                               hint="choose another path with --ledger") from e
@@ -145,6 +149,19 @@ class Ledger:
                 continue
             if isinstance(rec, dict):
                 yield rec
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        dfd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # some filesystems cannot open directories; the file's own fsync still happens
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _last_line(fd: int, size: int) -> bytes | None:
