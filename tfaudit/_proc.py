@@ -120,7 +120,9 @@ def run_streaming(
         if on_line is not None and child.stdout is not None:
             for line in child.stdout:
                 on_line(line)
-        return child.wait()
+        rc = child.wait()
+        # killed by a signal: report it the way a shell does (128 + signal number)
+        return 128 - rc if rc < 0 else rc
     finally:
         if forwarder is not None:
             forwarder._child = None
