@@ -15,13 +15,16 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tfaudit import __version__
+
+if TYPE_CHECKING:
+    from tfaudit.sinks.base import Batch, Item
 
 USER_AGENT = f"tfaudit/{__version__}"
 MAX_RETRY_AFTER = 10.0
@@ -158,3 +161,23 @@ def post(url: str, body: bytes, headers: Mapping[str, str] | Any, *, timeout: fl
             hdrs = headers() if callable(headers) else headers
             return post_once(url, body, hdrs, min(timeout, max(left, 0.1)))
     raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+
+def send_units(batch: Batch, units: Sequence[tuple[Sequence[Item], Callable[[], object]]], what: str) -> None:
+    """Send each unit (its records and the call that POSTs them) in order, reporting each to the batch.
+
+    A 4xx fails that unit only; a retryable failure (down, 5xx, 429, timeout) means the endpoint
+    is unwell, so the rest of the batch is failed unsent instead of hammering it unit by unit.
+    """
+    for n, (items, send) in enumerate(units):
+        try:
+            send()
+        except HttpFailure as e:
+            batch.fail(items, f"{what}: {e}")
+            if e.retryable:
+                rest = [it for its, _ in units[n + 1:] for it in its]
+                if rest:
+                    batch.fail(rest, f"not sent: {what} failed ({e})")
+                return
+            continue
+        batch.ok(items)

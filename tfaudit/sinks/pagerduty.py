@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
 from tfaudit.sinks._alerts import RunAlert, build_alert, group_by_run
-from tfaudit.sinks._http import HttpFailure, check_url, post
+from tfaudit.sinks._http import check_url, post, send_units
 from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec
 
@@ -93,23 +94,14 @@ class PagerDutySink:
         return cls(spec, key, delivery.max_attempts)
 
     def send(self, batch: Batch) -> None:
-        groups = list(group_by_run(batch.items).items())
-        for n, (run_id, items) in enumerate(groups):
+        units = []
+        for run_id, items in group_by_run(batch.items).items():
             alert = build_alert(run_id, items, batch.run_items(run_id, unfiltered=True))
             event = pagerduty_event(alert, self.routing_key, self.spec.settings.get("source"))
             body = json.dumps(event, ensure_ascii=False).encode("utf-8")
-            try:
-                post(self.url, body, {}, timeout=self.spec.timeout_seconds, max_attempts=self.max_attempts,
-                     deadline=batch.deadline)
-            except HttpFailure as e:
-                batch.fail(items, f"PagerDuty Events API: {e}")
-                if e.retryable:
-                    rest = [it for _, its in groups[n + 1:] for it in its]
-                    if rest:
-                        batch.fail(rest, f"not sent: PagerDuty failed ({e})")
-                    return
-                continue
-            batch.ok(items)
+            units.append((items, partial(post, self.url, body, {}, timeout=self.spec.timeout_seconds,
+                                         max_attempts=self.max_attempts, deadline=batch.deadline)))
+        send_units(batch, units, "PagerDuty Events API")
 
     def confirm(self, items: Sequence[Item]) -> set[str]:
         return set()  # dedup_key per run: a repeated trigger updates the same incident

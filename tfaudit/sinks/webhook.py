@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
-from tfaudit.sinks._http import HttpFailure, check_url, post
+from tfaudit.sinks._http import check_url, post, send_units
 from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, req_str
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec, encode
 
@@ -92,7 +93,8 @@ class WebhookSink:
         else:
             units = [[it] for it in batch.items]
         cloudevents = self.spec.format == "cloudevents"
-        for n, unit in enumerate(units):
+        sends: list[tuple[Sequence[Item], Any]] = []
+        for unit in units:
             if self.mode == "batch":
                 events = b",".join(encode(it, self.spec.format) for it in unit)
                 # CloudEvents' HTTP binding: a batch is a bare JSON array with its own media type
@@ -105,18 +107,8 @@ class WebhookSink:
                 extra = {"X-Tfaudit-Record-Type": unit[0].type}
                 if cloudevents:
                     extra["Content-Type"] = "application/cloudevents+json; charset=utf-8"
-            try:
-                self._post(body, key, batch, extra)
-            except HttpFailure as e:
-                batch.fail(unit, f"POST: {e}")
-                if e.retryable:
-                    # the endpoint is down or overloaded: stop here instead of hammering it per record
-                    rest = [it for u in units[n + 1:] for it in u]
-                    if rest:
-                        batch.fail(rest, f"not sent: the endpoint failed ({e})")
-                    return
-                continue
-            batch.ok(unit)
+            sends.append((unit, partial(self._post, body, key, batch, extra)))
+        send_units(batch, sends, "webhook POST")
 
     def confirm(self, items: Sequence[Item]) -> set[str]:
         return set()  # re-sent with the same Idempotency-Key: the receiver drops duplicates
