@@ -38,8 +38,8 @@ def e2e(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
     work = tf_workdir("e2e")
     priv, pub = keypair
 
-    def apply(*args: str, **kw: Any) -> CliResult:
-        return run_tfaudit("apply", *args, cwd=work, env={"TFAUDIT_SIGNING_KEY": str(priv)}, **kw)
+    def apply(*args: str, env: dict[str, str] | None = None, **kw: Any) -> CliResult:
+        return run_tfaudit("apply", *args, cwd=work, env={"TFAUDIT_SIGNING_KEY": str(priv), **(env or {})}, **kw)
 
     return {"work": work, "pub": pub, "priv": priv, "apply": apply, "ledger": work / ".tfaudit" / "ledger.jsonl"}
 
@@ -209,9 +209,10 @@ def test_each_tampered_variant_is_rejected(partial_failure_ledger: tuple[Path, P
 
 def test_interactive_approval_like_terraform(e2e: dict[str, Any]) -> None:
     apply, ledger, work = e2e["apply"], e2e["ledger"], e2e["work"]
-    no = apply(input="no\n")
+    no = apply(input="no\n", env={"TF_IN_AUTOMATION": ""})
     assert no.returncode == 1
     assert "Only 'yes' will be accepted to approve." in no.stdout
+    assert "Saved the plan to" not in no.stdout and "tfaudit.tfplan" not in no.stdout
     assert "Apply cancelled." in no.stdout
     assert not (work / "terraform.tfstate").exists()
     assert not ledger.exists() or ledger.read_text() == ""
@@ -254,9 +255,13 @@ def test_chdir_and_wrong_argument_reach_terraform(e2e: dict[str, Any], run_tfaud
 
 def test_plan_records_plan_and_keeps_detailed_exitcode(e2e: dict[str, Any], run_tfaudit: Callable[..., CliResult]) -> None:
     env = {"TFAUDIT_SIGNING_KEY": str(e2e["priv"])}
-    r = run_tfaudit("plan", "-detailed-exitcode", "-no-color", cwd=e2e["work"], env=env)
+    # TF_IN_AUTOMATION off: terraform then prints its "how to apply this plan" hints
+    r = run_tfaudit("plan", "-detailed-exitcode", "-no-color", cwd=e2e["work"], env={**env, "TF_IN_AUTOMATION": ""})
     assert r.returncode == 2, r.output
     assert "Plan: 7 to add, 0 to change, 0 to destroy." in r.stdout
+    # tfaudit plans to a temporary file; terraform's hint to apply that file would mislead
+    assert "Saved the plan to" not in r.stdout and "tfaudit.tfplan" not in r.stdout
+    assert "Note: You didn't use the -out option to save this plan" in r.stdout
     (rec,) = read_ledger(e2e["ledger"])
     assert rec["type"] == "plan.recorded"
     assert rec["plan"]["summary"] == {"create": 7}

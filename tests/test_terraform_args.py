@@ -61,3 +61,30 @@ def test_values_that_look_like_positionals_stay_with_their_flag() -> None:
 def test_chdir_is_taken_from_anywhere(args: list[str], chdir: str | None, rest: list[str]) -> None:
     assert extract_chdir(args) == (chdir, rest)
 
+
+
+TAIL = (b"\x1b[0m\n\nSaved the plan to: /tmp/tfaudit-x/tfaudit.tfplan\n\nTo perform exactly these actions, "
+        b'run the following command to apply:\n    terraform apply "/tmp/tfaudit-x/tfaudit.tfplan"\n')
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_temporary_plan_file_is_never_shown(chunk: int) -> None:
+    from tfaudit.terraform import SavedPlanNote
+
+    text = b"Plan: 1 to add, 0 to change, 0 to destroy.\n" + TAIL
+    for as_note in (True, False):
+        f = SavedPlanNote("terraform", replace_with_note=as_note)
+        out = b"".join(f.feed(text[i:i + chunk]) for i in range(0, len(text), chunk)) + f.close()
+        assert b"/tmp/tfaudit-x" not in out and b"Saved the plan" not in out
+        assert out.startswith(b"Plan: 1 to add")
+        assert (b"Note: You didn't use the -out option to save this plan, so Terraform can't" in out) is as_note
+
+
+def test_prompts_without_newline_pass_at_once() -> None:
+    from tfaudit.terraform import SavedPlanNote
+
+    f = SavedPlanNote("tofu", replace_with_note=True)
+    assert f.feed(b"var.region\n  Enter a value: ") == b"var.region\n  Enter a value: "
+    assert f.feed(b"Sav") == b""  # could begin the block: held until the line ends
+    assert f.feed(b"ings account\n") == b"Savings account\n"
+    assert f.feed(TAIL).endswith(b'if you run "tofu apply" now.\n')

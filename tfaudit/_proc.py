@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -96,36 +97,89 @@ def forwarding_signals() -> Iterator[SignalForwarder]:
 def run_streaming(
     argv: Sequence[str],
     *,
-    on_line: Callable[[bytes], None] | None,
+    on_line: Callable[[bytes], None] | None = None,
+    on_chunk: Callable[[bytes], None] | None = None,
     cwd: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     forwarder: SignalForwarder | None = None,
 ) -> int:
-    """Run with stdin/stderr inherited; stdout either inherited (on_line=None) or fed line by line."""
+    """Run with stdin/stderr inherited; stdout inherited, or fed line by line (on_line), or fed
+    as it arrives (on_chunk: prompts without a newline still show; when tfaudit's stdout is a
+    terminal the child gets a pseudo-terminal of the same size, so it wraps and colours as usual)."""
     own_session = forwarder is not None and os.name == "posix" and not _stdin_is_tty()
     if forwarder is not None:
         forwarder.child_shares_terminal = not own_session
+    master = slave = None
+    stdout: Any = None
+    if on_line is not None:
+        stdout = subprocess.PIPE
+    elif on_chunk is not None:
+        if os.name == "posix" and _fd_is_tty(1):
+            master, slave = _pty_like_stdout()
+            stdout = slave
+        else:
+            stdout = subprocess.PIPE
     child = subprocess.Popen(  # noqa: S603 - argv list, no shell
         list(argv),
         cwd=cwd,
         env=dict(env) if env is not None else None,
-        stdout=subprocess.PIPE if on_line is not None else None,
+        stdout=stdout,
         # Without a terminal, put the child in its own session so that a signal sent to
         # tfaudit alone is forwarded exactly once; with one, terraform may need to prompt.
         start_new_session=own_session,
     )
+    if slave is not None:
+        os.close(slave)
     if forwarder is not None:
         forwarder._child = child
     try:
         if on_line is not None and child.stdout is not None:
             for line in child.stdout:
                 on_line(line)
+        elif on_chunk is not None:
+            fd = master if master is not None else child.stdout.fileno()  # type: ignore[union-attr]
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                except OSError:  # EIO: the pseudo-terminal's other side closed
+                    break
+                if not data:
+                    break
+                on_chunk(data)
         rc = child.wait()
         # killed by a signal: report it the way a shell does (128 + signal number)
         return 128 - rc if rc < 0 else rc
     finally:
+        if master is not None:
+            os.close(master)
         if forwarder is not None:
             forwarder._child = None
+
+
+def _fd_is_tty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _pty_like_stdout() -> tuple[int, int]:
+    """A pseudo-terminal pair sized like our stdout, raw so bytes pass unchanged (no \\r\\n)."""
+    import fcntl
+    import pty
+    import termios
+    import tty
+
+    master, slave = pty.openpty()
+    try:
+        size = fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
+    tty.setraw(slave)
+    return master, slave
 
 
 def _stdin_is_tty() -> bool:

@@ -32,7 +32,7 @@ from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import Redactor
 from tfaudit.render import StreamRenderer
 from tfaudit.signing import Signer, default_key_path, generate_keypair, load_signer
-from tfaudit.terraform import Terraform, detect, sha256_file, split_args
+from tfaudit.terraform import SavedPlanNote, Terraform, detect, sha256_file, split_args
 
 log = structlog.get_logger("tfaudit")
 
@@ -251,7 +251,8 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             plan_path = str(Path(tmp) / "tfaudit.tfplan")
             plan_file_abs = Path(plan_path)
             plan_args = (["-destroy"] if inv.command == "destroy" else []) + split.plan
-            rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd)
+            rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd,
+                        saved_plan_note=SavedPlanNote(tf.tool, replace_with_note=False))
             if fwd.received or rc != 0:
                 return _record_unapplied(session, rc, state_before, t0, interrupted=bool(fwd.received),
                                          reason="interrupted during plan" if fwd.received else "terraform plan failed",
@@ -449,7 +450,8 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         else:
             plan_path = str(Path(tmp) / "tfaudit.tfplan")
             plan_abs = Path(plan_path)
-            rc = tf.run(["plan", f"-out={plan_path}", *args], forwarder=fwd)
+            rc = tf.run(["plan", f"-out={plan_path}", *args], forwarder=fwd,
+                        saved_plan_note=SavedPlanNote(tf.tool, replace_with_note=True))
         if fwd.received:
             return int(ExitCode.INTERRUPTED)
         if rc not in (0, 2) or not plan_abs.is_file():

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,24 @@ class Terraform:
     def argv(self, *args: str) -> list[str]:
         return [self.path, *([f"-chdir={self.chdir}"] if self.chdir else []), *args]
 
-    def run(self, args: Sequence[str], *, forwarder: _proc.SignalForwarder | None = None) -> int:
-        """Run with the terminal attached: the user sees exactly what terraform prints."""
-        return _proc.run_streaming(self.argv(*args), on_line=None, env=self.env, forwarder=forwarder)
+    def run(self, args: Sequence[str], *, forwarder: _proc.SignalForwarder | None = None,
+            saved_plan_note: SavedPlanNote | None = None) -> int:
+        """Run with the terminal attached: the user sees what terraform prints, except (with
+        saved_plan_note) the lines pointing at tfaudit's temporary plan file."""
+        if saved_plan_note is None:
+            return _proc.run_streaming(self.argv(*args), env=self.env, forwarder=forwarder)
+        out = sys.stdout.buffer
+
+        def write(data: bytes) -> None:
+            if data:
+                out.write(data)
+                out.flush()
+
+        sys.stdout.flush()
+        rc = _proc.run_streaming(self.argv(*args), on_chunk=lambda d: write(saved_plan_note.feed(d)),
+                                 env=self.env, forwarder=forwarder)
+        write(saved_plan_note.close())
+        return rc
 
     def stream(self, args: Sequence[str], on_line: Callable[[bytes], None], *,
                forwarder: _proc.SignalForwarder | None = None) -> int:
@@ -71,6 +87,56 @@ class Terraform:
         except OSError:
             return "default"
         return name or "default"
+
+
+class SavedPlanNote:
+    """Rewrites terraform's "Saved the plan to: FILE ... terraform apply "FILE"" block when FILE is
+    tfaudit's temporary plan, which is deleted and must not be applied by hand.
+
+    In front of tfaudit's own approval prompt (apply, destroy) the block is dropped, as
+    `terraform apply` shows none; after `tfaudit plan` it becomes terraform's own note for a
+    plan run without -out. Output passes through as it arrives; only a partial line that could
+    begin the block is held back until its end is seen.
+    """
+
+    _START = b"Saved the plan to: "
+    _MAX_DROPPED = 4  # the block's own lines: a changed format never swallows more than this
+
+    def __init__(self, tool: str, *, replace_with_note: bool) -> None:
+        name = "OpenTofu" if tool == "tofu" else "Terraform"
+        self.replacement = (
+            f"Note: You didn't use the -out option to save this plan, so {name} can't\n"
+            f'guarantee to take exactly these actions if you run "{tool} apply" now.\n'.encode()
+            if replace_with_note else b""
+        )
+        self.buf = b""
+        self.dropping = 0  # lines still to drop; 0 when not inside the block
+
+    def feed(self, data: bytes) -> bytes:
+        self.buf += data
+        out: list[bytes] = []
+        while (nl := self.buf.find(b"\n")) >= 0:
+            line, self.buf = self.buf[: nl + 1], self.buf[nl + 1:]
+            out.append(self._line(line))
+        if self.buf and not self.dropping and not self._START.startswith(self.buf[: len(self._START)]):
+            out.append(self.buf)
+            self.buf = b""
+        return b"".join(out)
+
+    def _line(self, line: bytes) -> bytes:
+        if self.dropping:
+            self.dropping -= 1
+            if line.startswith(b"    ") and b' apply "' in line:
+                self.dropping = 0
+            return b""
+        if line.startswith(self._START):
+            self.dropping = self._MAX_DROPPED
+            return self.replacement
+        return line
+
+    def close(self) -> bytes:
+        rest, self.buf = self.buf, b""
+        return b"" if self.dropping else rest
 
 
 def _first_error_line(stderr: str) -> str:
