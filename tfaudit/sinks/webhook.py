@@ -108,7 +108,7 @@ class WebhookSink:
                 if cloudevents:
                     extra["Content-Type"] = "application/cloudevents+json; charset=utf-8"
             sends.append((unit, partial(self._post, body, key, batch, extra)))
-        send_units(batch, sends, "webhook POST")
+        send_units(batch, sends, "POST")
 
     def confirm(self, items: Sequence[Item]) -> set[str]:
         return set()  # re-sent with the same Idempotency-Key: the receiver drops duplicates
