@@ -88,3 +88,29 @@ def test_prompts_without_newline_pass_at_once() -> None:
     assert f.feed(b"Sav") == b""  # could begin the block: held until the line ends
     assert f.feed(b"ings account\n") == b"Savings account\n"
     assert f.feed(TAIL).endswith(b'if you run "tofu apply" now.\n')
+
+
+RULE = "\x1b[0m\x1b[90m\n{}\x1b[0m\n".format("─" * 40).encode()
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 10_000])
+def test_apply_drops_the_rule_before_the_block_but_keeps_other_rules(chunk: int) -> None:
+    from tfaudit.terraform import SavedPlanNote
+
+    drift = b"Note: Objects have changed outside of Terraform\n" + RULE + b"\nTerraform used the providers\n"
+    text = drift + b"Plan: 1 to add, 0 to change, 0 to destroy.\n" + RULE + TAIL
+    f = SavedPlanNote("terraform", replace_with_note=False)
+    out = b"".join(f.feed(text[i:i + chunk]) for i in range(0, len(text), chunk)) + f.close()
+    assert out.count("─".encode() * 40) == 1  # the rule inside the plan stays; the one before the block goes
+    assert out.startswith(drift) and b"Saved the plan" not in out
+    planned = SavedPlanNote("terraform", replace_with_note=True)
+    kept = planned.feed(RULE + TAIL) + planned.close()
+    assert kept.startswith(RULE) and b"Note: You didn't use the -out option" in kept
+
+
+def test_a_prompt_after_a_rule_is_never_held_back() -> None:
+    from tfaudit.terraform import SavedPlanNote
+
+    f = SavedPlanNote("terraform", replace_with_note=False)
+    shown = f.feed(RULE + b"\nvar.region\n  Enter a value: ")
+    assert shown.endswith(b"  Enter a value: ") and "─".encode() in shown
