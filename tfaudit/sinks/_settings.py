@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tfaudit.errors import ConfigError
+from tfaudit.errors import ConfigError, SinkError
+from tfaudit.redact import Redactor
 
 Err = Callable[..., ConfigError]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -64,3 +65,13 @@ def aws_settings(err: Err, body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 AWS_KEYS = frozenset({"region", "profile", "endpoint_url"})
+
+
+def secret_from_env(env: Mapping[str, str], name: str, redactor: Redactor, *, what: str, hint: str) -> str:
+    """A secret whose variable the config names: required, and taught to the run's redactor at once
+    so it can appear in no error, log line or record from here on."""
+    value = env.get(name)
+    if not value:
+        raise SinkError(f"the {what} variable {name} is not set", hint=f"export {name} ({hint})")
+    redactor.learn(value)
+    return value

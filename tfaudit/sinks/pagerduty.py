@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
 from tfaudit.sinks._alerts import RunAlert, build_alert, group_by_run
 from tfaudit.sinks._http import check_url, post, send_units
-from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str
+from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, secret_from_env
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -85,12 +84,8 @@ class PagerDutySink:
     @classmethod
     def create(cls, spec: SinkSpec, env: Mapping[str, str], *, redactor: Redactor,
                delivery: DeliveryConfig) -> PagerDutySink:
-        name = spec.settings["routing_key_env"]
-        key = env.get(name)
-        if not key:
-            raise SinkError(f"the PagerDuty routing key variable {name} is not set",
-                            hint=f"export {name} (the integration's routing key)")
-        redactor.learn(key)
+        key = secret_from_env(env, spec.settings["routing_key_env"], redactor, what="PagerDuty routing key",
+                              hint="the integration's routing key")
         return cls(spec, key, delivery.max_attempts)
 
     def send(self, batch: Batch) -> None:

@@ -18,7 +18,7 @@ from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
 from tfaudit.sinks._alerts import RunAlert, build_alert, group_by_run
 from tfaudit.sinks._http import check_url, post, send_units
-from tfaudit.sinks._settings import Err, env_name, opt_bool
+from tfaudit.sinks._settings import Err, env_name, opt_bool, secret_from_env
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec
 
 _ICON = {Severity.CRITICAL: ":rotating_light:", Severity.HIGH: ":x:", Severity.MEDIUM: ":warning:",
@@ -74,10 +74,7 @@ class SlackSink:
     def create(cls, spec: SinkSpec, env: Mapping[str, str], *, redactor: Redactor,
                delivery: DeliveryConfig) -> SlackSink:
         name = spec.settings["url_env"]
-        url = env.get(name)
-        if not url:
-            raise SinkError(f"the Slack webhook variable {name} is not set", hint=f"export {name} (the incoming-webhook URL)")
-        redactor.learn(url)
+        url = secret_from_env(env, name, redactor, what="Slack webhook", hint="the incoming-webhook URL")
         problem = check_url(url, allow_http=bool(spec.settings.get("unsafe_allow_http")))
         if problem:
             raise SinkError(f"the Slack webhook URL in {name} {problem}")

@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
 from tfaudit.sinks._http import check_url, post, send_units
-from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, req_str
+from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, req_str, secret_from_env
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec, encode
 
 SIGNATURE_HEADER = "X-Tfaudit-Signature"
@@ -68,12 +67,8 @@ class WebhookSink:
     @classmethod
     def create(cls, spec: SinkSpec, env: Mapping[str, str], *, redactor: Redactor,
                delivery: DeliveryConfig) -> WebhookSink:
-        name = spec.settings["secret_env"]
-        secret = env.get(name)
-        if not secret:
-            raise SinkError(f"the webhook secret variable {name} is not set",
-                            hint=f"export {name} (the HMAC secret shared with the receiver)")
-        redactor.learn(secret)
+        secret = secret_from_env(env, spec.settings["secret_env"], redactor, what="webhook secret",
+                                 hint="the HMAC secret shared with the receiver")
         return cls(spec, secret.encode("utf-8"), delivery.max_attempts)
 
     def _post(self, body: bytes, key: str, batch: Batch, extra: Mapping[str, str]) -> None:
