@@ -30,10 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tfaudit import checkpoints as cps  # noqa: E402
-from tfaudit import merkle, records  # noqa: E402
-from tfaudit.ledger import Ledger  # noqa: E402
-from tfaudit.signing import generate_keypair, load_signer, load_verifier  # noqa: E402
+from tfaudit.trail import checkpoints as cps  # noqa: E402
+from tfaudit import records  # noqa: E402
+from tfaudit.trail import merkle
+from tfaudit.trail.ledger import Ledger  # noqa: E402
+from tfaudit.trail.signing import generate_keypair, load_signer, load_verifier  # noqa: E402
 
 
 def make_ledger(path: Path, n: int, signer: object) -> None:

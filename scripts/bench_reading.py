@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from trail_factory import Res, add_run  # noqa: E402
 
-from tfaudit.signing import generate_keypair, load_signer  # noqa: E402
+from tfaudit.trail.signing import generate_keypair, load_signer  # noqa: E402
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def run_tfaudit(base_env: dict[str, str]) -> Callable[..., CliResult]:
 
 @pytest.fixture
 def keypair(tmp_path: Path) -> tuple[Path, Path]:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     return generate_keypair(tmp_path / "keys" / "signing-key")
 

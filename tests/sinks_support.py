@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit import records
-from tfaudit.ledger import Appended, Ledger
-from tfaudit.signing import Ed25519Signer, load_signer
+from tfaudit.trail.ledger import Appended, Ledger
+from tfaudit.trail.signing import Ed25519Signer, load_signer
 
 
 @dataclass
@@ -192,7 +192,7 @@ def run_records(changes: list[tuple[str, str, str]], *, workspace: str = "defaul
 
 
 def new_signer(tmp: Path) -> tuple[Ed25519Signer, Path]:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     priv, pub = generate_keypair(tmp / "keys" / "signing-key")
     return load_signer(priv), pub

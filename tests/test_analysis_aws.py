@@ -52,7 +52,7 @@ class Run:
 @pytest.fixture(scope="module")
 def aws(_initialized: Callable[[str], Path], moto_server: MotoServer, base_env: dict[str, str],
         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     src = _initialized("aws-risk")
     work = tmp_path_factory.mktemp("aws-risk") / "cfg"

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tfaudit import checkpoints as cps
-from tfaudit import merkle, proofs
-from tfaudit.checkpoints import Checkpoint, CheckpointProblemKind as K, CheckpointSettings, DirStore
+from tfaudit.trail import checkpoints as cps
+from tfaudit.trail import merkle
+from tfaudit.trail import proofs
+from tfaudit.trail.checkpoints import Checkpoint, CheckpointProblemKind as K, CheckpointSettings, DirStore
 from tfaudit.config import parse_config
 from tfaudit.errors import ConfigError, DeliveryError, InputError, VerificationError
-from tfaudit.signing import Ed25519Signer, Verifier, generate_keypair, key_id_for, load_signer, load_verifier
+from tfaudit.trail.signing import Ed25519Signer, Verifier, generate_keypair, key_id_for, load_signer, load_verifier
 
 DATA = Path(__file__).parent / "data"
 
@@ -259,7 +260,7 @@ def test_checkpoints_config_block(tmp_path: Path) -> None:
 def _records(tmp_path: Path, signer: Ed25519Signer, n: int) -> list[bytes]:
     """n real, signed, chained ledger lines (the record content is minimal but schema-valid)."""
     from tfaudit import records
-    from tfaudit.ledger import Ledger
+    from tfaudit.trail.ledger import Ledger
 
     run = records.RunInfo(id=records.RunId(records.new_id()), command="apply", args=(), tool="terraform",
                           tool_version="1.11.4", workspace="default", working_dir=str(tmp_path))
@@ -300,6 +301,6 @@ def test_inclusion_and_consistency_proof_files(tmp_path: Path) -> None:
 
 
 def test_checkpoints_module_does_not_import_boto3() -> None:
-    code = ("import sys, tfaudit.checkpoints, tfaudit.proofs, tfaudit.runner; "
+    code = ("import sys, tfaudit.trail.checkpoints, tfaudit.trail.proofs, tfaudit.run.apply; "
             "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

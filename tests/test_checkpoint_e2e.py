@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.terraform]
 REWRITE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from tfaudit.ledger import Ledger
-    from tfaudit.signing import load_signer
+    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.signing import load_signer
 
     src, dst, key, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     recs = [json.loads(line) for line in src.read_text().splitlines()]
@@ -49,7 +49,7 @@ def anchored(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str])
     work = root / "quickstart"
     shutil.copytree(FIXTURES / "quickstart", work)
     subprocess.run([tf, "init", "-input=false", "-no-color"], cwd=work, env=base_env, check=True, capture_output=True)
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     priv, pub = generate_keypair(root / "keys" / "signing-key")
     cpdir = root / "anchors"
@@ -65,7 +65,7 @@ def anchored(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str])
     assert r1.returncode == 0, r1.output
     # anchoring to a directory needs no AWS library
     imported = {line.split("|")[-1].strip() for line in r1.stderr.splitlines() if line.startswith("import time:")}
-    assert "tfaudit.checkpoints" in imported and "boto3" not in imported and "botocore" not in imported
+    assert "tfaudit.trail.checkpoints" in imported and "boto3" not in imported and "botocore" not in imported
     r2 = tfaudit("apply", "-auto-approve", "-var", "release=2", extra_env={"TFAUDIT_CHECKPOINTS": str(cpdir)})
     assert r2.returncode == 0, r2.output
     return {"root": root, "work": work, "ledger": work / ".tfaudit" / "ledger.jsonl", "priv": priv, "pub": pub,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tfaudit import checkpoints as cps
-from tfaudit.checkpoints import CheckpointSettings, WebhookStore
+from tfaudit.trail import checkpoints as cps
+from tfaudit.trail.checkpoints import CheckpointSettings, WebhookStore
 from tfaudit.errors import DeliveryError
-from tfaudit.signing import generate_keypair, load_signer, load_verifier
+from tfaudit.trail.signing import generate_keypair, load_signer, load_verifier
 
 pytestmark = [pytest.mark.slow]
 

@@ -161,7 +161,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Job:
 
 @pytest.fixture(scope="module")
 def signing_pem(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     priv, pub = generate_keypair(tmp_path_factory.mktemp("ghakey") / "key")
     return priv.read_text(), pub

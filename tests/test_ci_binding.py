@@ -97,7 +97,7 @@ def test_required_refuses_unrecorded_and_changed_plans(work: dict[str, Any], bas
 
 def test_plan_recorded_under_another_key_is_refused(work: dict[str, Any], tmp_path: Path,
                                                    run_tfaudit: Callable[..., CliResult]) -> None:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     d = work["dir"]
     (d / ".tfaudit.hcl").write_text("require_recorded_plan = true\n")

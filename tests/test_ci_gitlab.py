@@ -70,7 +70,7 @@ def _dotenv(path: Path) -> dict[str, str]:
 
 def test_template_plans_then_applies_with_artifacts(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     require_terraform()
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     wheels = build_wheelhouse(tmp_path_factory.getbasetemp() / "wheelhouse", ROOT / "pyproject.toml")
     source = snapshot_repo(ROOT, tmp_path / "tfaudit-src")

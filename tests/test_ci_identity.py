@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from conftest import CliResult, read_ledger
-from tfaudit.oidc import OidcConfig, identity_from_token
+from tfaudit.identity.oidc import OidcConfig, identity_from_token
 
 REQUEST_TOKEN = "req-credential-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MOTO_ACCOUNT = "123456789012"

@@ -138,7 +138,7 @@ def partial_failure_ledger(_initialized: Callable[[str], Path], base_env: dict[s
     """A real ledger: one clean apply, then a partial failure. Built once for the tamper tests."""
     import shutil
 
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     work = tmp_path_factory.mktemp("tamper") / "e2e"
     shutil.copytree(_initialized("e2e"), work, symlinks=True)
@@ -190,7 +190,7 @@ def test_real_ledger_verifies_untouched(partial_failure_ledger: tuple[Path, Path
 @pytest.mark.parametrize("case", TAMPER_CASES)
 def test_each_tampered_variant_is_rejected(partial_failure_ledger: tuple[Path, Path], case: str, tmp_path: Path,
                                            run_tfaudit: Callable[..., CliResult]) -> None:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     ledger, pub = partial_failure_ledger
     copy = tmp_path / "ledger.jsonl"

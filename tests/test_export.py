@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from tfaudit.errors import UsageError, VerificationError
 from tfaudit.export import WIRE_FORMATS, formatter
 from tfaudit.export.intoto import b64decode_any, open_envelope, pae
-from tfaudit.signing import Verifier, key_id_for
+from tfaudit.trail.signing import Verifier, key_id_for
 
 DATA = Path(__file__).parent / "data"
 OCSF = json.loads((DATA / "ocsf_api_activity_required.json").read_text())

@@ -30,7 +30,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str]) -
     (work / ".tfaudit.hcl").write_text(
         'sink "file" "lake" {\n  path   = "lake/ocsf.jsonl"\n  format = "ocsf"\n}\n'
         'sink "file" "bus" {\n  path   = "bus/events.jsonl"\n  format = "cloudevents"\n}\n')
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     priv, pub = generate_keypair(root / "keys" / "signing-key")
     env = {**base_env, "TFAUDIT_SIGNING_KEY": str(priv)}
@@ -123,7 +123,7 @@ def test_in_toto_export_verifies(ledger: dict[str, Any]) -> None:
     from securesystemslib.dsse import Envelope
     from securesystemslib.signer import SSlibKey
 
-    from tfaudit.signing import load_verifier
+    from tfaudit.trail.signing import load_verifier
 
     verifier = load_verifier(ledger["pub"])
     key = SSlibKey.from_crypto(serialization.load_pem_public_key(ledger["pub"].read_bytes()), keyid=verifier.key_id)
@@ -155,12 +155,12 @@ def test_tampered_envelopes_are_rejected(ledger: dict[str, Any]) -> None:
     assert res.returncode == 1
     # re-signed by the holder of the key, but a record was edited: its own signature gives it away
     from tfaudit.export.intoto import sign_envelope
-    from tfaudit.signing import load_signer
+    from tfaudit.trail.signing import load_signer
 
     res = check(sign_envelope(edited, load_signer(ledger["priv"])))
     assert res.returncode == 1 and "signature does not match it (edited)" in res.stdout, res.output
     # a different key
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     _, other_pub = generate_keypair(ledger["root"] / "keys" / "other")
     res = t("verify", "--dsse", str(src), "--public-key", str(other_pub))

@@ -43,7 +43,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory, base_env: dict[str, str]) ->
     import subprocess
     import sys
 
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     require_terraform()
     work = tmp_path_factory.mktemp("history") / "cfg"

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tfaudit import _proc, identity
-from tfaudit.identity import IdentityOptions, collect_actor, detect_ci, git_identity
+from tfaudit.terraform import proc as _proc
+from tfaudit.identity import actor as identity
+from tfaudit.identity.actor import IdentityOptions, collect_actor, detect_ci, git_identity
 
 SENTINEL = "s3cr3t-do-not-record"
 

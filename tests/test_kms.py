@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from conftest import CliResult, MotoServer
 from sinks_support import kms_digest_patch, run_records
 from tfaudit.errors import SigningKeyError
-from tfaudit.ledger import Ledger
+from tfaudit.trail.ledger import Ledger
 
 pytestmark = [pytest.mark.slow]
 
@@ -52,7 +52,7 @@ def env(moto_server: MotoServer, tmp_path: Path) -> dict[str, str]:
 
 
 def _signer(alias: str, env: dict[str, str]) -> Any:
-    from tfaudit.kms import KmsSigner
+    from tfaudit.trail.kms import KmsSigner
 
     return KmsSigner.from_config({"kms_key_id": alias}, env)
 
@@ -101,7 +101,7 @@ def test_kms_signed_records_verify_offline_with_the_fetched_public_key(
 def test_public_key_is_fetched_once_and_a_stale_cache_is_refreshed(
         kms_digest_honoured: None, kms_key: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         moto_server: MotoServer) -> None:
-    import tfaudit.kms as kms_mod
+    import tfaudit.trail.kms as kms_mod
 
     calls: list[str] = []
     real = kms_mod.fetch_public_key

@@ -13,9 +13,9 @@ import pytest
 
 from tfaudit import records
 from tfaudit.errors import LedgerError, SigningKeyError
-from tfaudit.ledger import Ledger
-from tfaudit.signing import generate_keypair, load_signer, load_verifier
-from tfaudit.verify import ProblemKind, verify_ledger
+from tfaudit.trail.ledger import Ledger
+from tfaudit.trail.signing import generate_keypair, load_signer, load_verifier
+from tfaudit.trail.verify import ProblemKind, verify_ledger
 
 
 def _run_records(n_resources: int = 2, status: str = "succeeded") -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CliResult
 from trail_factory import Res, add_run
-from tfaudit.signing import load_signer
+from tfaudit.trail.signing import load_signer
 
 
 def _ago(days: float) -> str:
@@ -106,7 +106,7 @@ def test_default_ledger_from_env_and_no_match_message(trail: dict, run_tfaudit: 
 # --- progress: a bar on a terminal, nothing on a pipe ----------------------------------------------
 @pytest.fixture(scope="module")
 def big_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     d = tmp_path_factory.mktemp("big")
     signer = load_signer(generate_keypair(d / "k")[0])
@@ -188,9 +188,9 @@ def test_reading_a_local_ledger_never_imports_boto3(trail: dict, base_env: dict[
 
 def test_drift_and_state_command_runs_show_their_own_outcome(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
     from tfaudit import records as recmod
-    from tfaudit.ledger import Ledger
+    from tfaudit.trail.ledger import Ledger
     from tfaudit.query import runs
-    from tfaudit.signing import load_signer
+    from tfaudit.trail.signing import load_signer
 
     def run(command: str) -> recmod.RunInfo:
         return recmod.RunInfo(id=recmod.RunId(recmod.new_id()), command=command, args=(), tool="terraform",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tfaudit import merkle
-from tfaudit.merkle import ProofError, Tree
+from tfaudit.trail import merkle
+from tfaudit.trail.merkle import ProofError, Tree
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "rfc6962_vectors.json").read_text())
 LEAVES = [bytes.fromhex(x) for x in VECTORS["leaves"]]

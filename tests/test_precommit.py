@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT, require_terraform
 from offline_pip import build_wheelhouse, offline_pip_env, snapshot_repo
-from tfaudit.precommit import changed_roots
+from tfaudit.ci.precommit import changed_roots
 
 DENY_RULE = """rule "no-data-delete" {
   message        = "terraform_data is never deleted from a commit"

@@ -18,7 +18,7 @@ import pytest
 from conftest import CliResult
 from trail_factory import Res, add_run
 from tfaudit.report.html import OUTCOME_COLOURS
-from tfaudit.signing import load_signer
+from tfaudit.trail.signing import load_signer
 
 HOSTILE = '<script>alert("x")</script>'
 

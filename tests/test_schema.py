@@ -12,14 +12,14 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tfaudit import records
-from tfaudit.ledger import Ledger
+from tfaudit.trail.ledger import Ledger
 from tfaudit.schema import _fast_validator, record_schema, schema_errors
-from tfaudit.signing import load_signer
+from tfaudit.trail.signing import load_signer
 
 
 @pytest.fixture(scope="module")
 def valid_records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    from tfaudit.signing import generate_keypair
+    from tfaudit.trail.signing import generate_keypair
 
     d = tmp_path_factory.mktemp("schema")
     priv, _ = generate_keypair(d / "k")

@@ -19,7 +19,7 @@ from conftest import CliResult, MotoServer
 from sinks_support import append_run, new_signer
 from tfaudit import _aws
 from tfaudit.config import parse_config
-from tfaudit.ledger import Ledger
+from tfaudit.trail.ledger import Ledger
 from tfaudit.sinks.delivery import deliver, enroll, scan, status
 from tfaudit.sinks.outbox import Outbox
 
@@ -250,7 +250,7 @@ def test_aws_endpoint_down_is_pending_within_seconds(aws: Setup) -> None:
 
 # --- STS caller identity ---------------------------------------------------------------------
 def test_cloud_identity_from_sts_and_its_failure_is_noted_quickly(moto_server: MotoServer) -> None:
-    from tfaudit.cloud import cloud_identity
+    from tfaudit.identity.cloud import cloud_identity
 
     got = cloud_identity(moto_server.aws_env())
     assert got == {"aws": {"account": "123456789012", "arn": "arn:aws:sts::123456789012:user/moto",
@@ -263,7 +263,7 @@ def test_cloud_identity_from_sts_and_its_failure_is_noted_quickly(moto_server: M
 
 
 def test_no_credentials_means_no_sts_call_and_no_boto3(tmp_path: Path) -> None:
-    code = ("import sys; from tfaudit.cloud import cloud_identity; "
+    code = ("import sys; from tfaudit.identity.cloud import cloud_identity; "
             f"print(cloud_identity({{'HOME': {str(tmp_path)!r}, 'PATH': '/usr/bin'}})); "
             "print(any(m.startswith(('boto3', 'botocore')) for m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

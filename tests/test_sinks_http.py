@@ -13,7 +13,7 @@ import pytest
 
 from sinks_support import Receiver, append_run, new_signer
 from tfaudit.config import parse_config
-from tfaudit.signing import load_verifier, signing_payload
+from tfaudit.trail.signing import load_verifier, signing_payload
 from tfaudit.sinks.delivery import deliver, enroll, status
 from tfaudit.sinks.outbox import Outbox
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit import records
-from tfaudit.ledger import Ledger
-from tfaudit.signing import Signer
+from tfaudit.trail.ledger import Ledger
+from tfaudit.trail.signing import Signer
 
 
 @dataclass

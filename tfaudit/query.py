@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.ledger import Ledger
+from tfaudit.trail.ledger import Ledger
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -44,7 +44,7 @@ def analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf
     except OSError as e:
         raise PlanError(f"{source}: cannot read ({e.strerror or e.__class__.__name__})", hint=hint) from None
     if head.startswith(ZIP_MAGIC):
-        from tfaudit.terraform import detect
+        from tfaudit.terraform.binary import detect
 
         tf = detect(tf_path, env, chdir)
         data = tf.show_json(path.resolve())

@@ -25,8 +25,8 @@ class OutputsFormat(str, Enum):
 def _inner_ledger(args: list[str]) -> Path:
     """The ledger the wrapped command will write: its --ledger, else the runner's own resolution."""
     from tfaudit.config import load_config
-    from tfaudit.runner import Invocation, resolve_ledger_path
-    from tfaudit.terraform import extract_chdir
+    from tfaudit.run.apply import Invocation, resolve_ledger_path
+    from tfaudit.terraform.binary import extract_chdir
 
     chdir, rest = extract_chdir(args)
     opts: dict[str, str | None] = {"--ledger": None, "--config": None}
@@ -56,7 +56,7 @@ def run(
                                                  help="github (key=value) or dotenv (TFAUDIT_KEY=value, for GitLab reports)."),
 ) -> int:
     """Run a tfaudit command; then summarise the records it wrote (Markdown) and set outputs: outcome, exit-code, records, changes, succeeded, failed, findings, run-id, plan-sha256."""
-    from tfaudit import _proc
+    from tfaudit.terraform import proc as _proc
     from tfaudit.report import markdown, step
 
     argv = list(args or [])

@@ -23,7 +23,7 @@ SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; 
 def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
            only: list[str] | None) -> tuple[Path, Config, list[SinkSpec]]:
     from tfaudit.config import load_config
-    from tfaudit.runner import Invocation, resolve_ledger_path
+    from tfaudit.run.apply import Invocation, resolve_ledger_path
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
@@ -124,8 +124,8 @@ def register(app: typer.Typer) -> None:
         from tfaudit import _aws
         from tfaudit.config import load_config
         from tfaudit.errors import SigningKeyError
-        from tfaudit.kms import fetch_public_key, public_key_pem
-        from tfaudit.signing import key_id_for
+        from tfaudit.trail.kms import fetch_public_key, public_key_pem
+        from tfaudit.trail.signing import key_id_for
 
         obj = ctx.obj if isinstance(ctx.obj, dict) else {}
         work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()

@@ -15,6 +15,6 @@ def register(app: typer.Typer) -> None:
     def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""
-        from tfaudit.drift import run_drift
+        from tfaudit.run.drift import run_drift
 
         return run_drift(invocation(ctx, "drift", ledger, signing_key, config, tf_path), os.environ)

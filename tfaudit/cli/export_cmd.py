@@ -12,7 +12,7 @@ from typing import IO, Optional
 import typer
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.signing import Signer
+from tfaudit.trail.signing import Signer
 
 
 class ExportFormat(str, Enum):
@@ -25,7 +25,7 @@ class ExportFormat(str, Enum):
 def _signer(signing_key: str | None, config: str | None) -> Signer:
     """The key that signs in-toto envelopes: --signing-key, else the config's, else the per-user default."""
     from tfaudit.config import load_config
-    from tfaudit.signing import default_key_path, load_signer
+    from tfaudit.trail.signing import default_key_path, load_signer
 
     if signing_key:
         return load_signer(Path(signing_key).expanduser())
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file."),
     ) -> int:
         """Write every record (or, for in-toto, every run) of LEDGER as one JSON document per line."""
-        from tfaudit.ledger import Ledger
+        from tfaudit.trail.ledger import Ledger
 
         if not ledger.is_file():
             raise InputError(f"ledger {ledger} does not exist", hint="check the path")

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Who changed a resource, when, which action, what changed, and whether it worked (newest first; moves followed)."""
         from tfaudit.cli._ledgers import ledger_specs
-        from tfaudit.cli._progress import TerminalProgress
+        from tfaudit.ui.progress import TerminalProgress
         from tfaudit.query import history
 
         with TerminalProgress("reading ledgers") as progress:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tfaudit.signing import generate_keypair, load_signer
+from tfaudit.trail.signing import generate_keypair, load_signer
 
 
 def register(app: typer.Typer) -> None:

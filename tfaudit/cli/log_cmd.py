@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Runs, newest first: time, actor, workspace, command, outcome, counts."""
         from tfaudit.cli._ledgers import ledger_specs
-        from tfaudit.cli._progress import TerminalProgress
+        from tfaudit.ui.progress import TerminalProgress
         from tfaudit.query import Filters, Outcome, parse_when, runs
 
         outcomes = tuple(o.strip() for item in outcome or [] for o in item.split(",") if o.strip())

@@ -15,7 +15,7 @@ _SEVERITIES = ("low", "medium", "high", "critical")
 @hook_app.command("config")
 def config_hook(files: Optional[List[str]] = typer.Argument(None, help="Changed .tfaudit.hcl files.")) -> int:
     """Validate each .tfaudit.hcl (no terraform run); fails on the first invalid setting in any file."""
-    from tfaudit.precommit import check_configs
+    from tfaudit.ci.precommit import check_configs
 
     return check_configs(files or [], typer.echo)
 
@@ -31,7 +31,7 @@ def plan_hook(
 ) -> int:
     """For each changed root module: plan, analyze with the configured rules, fail on deny or --fail-on."""
     from tfaudit.errors import UsageError
-    from tfaudit.precommit import PlanOptions, run_plan_hook
+    from tfaudit.ci.precommit import PlanOptions, run_plan_hook
 
     if fail_on is not None and fail_on not in _SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(_SEVERITIES)}, not {fail_on!r}")

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from tfaudit.errors import ExitCode, InputError, UsageError, VerificationError
-from tfaudit.signing import Verifier
+from tfaudit.trail.signing import Verifier
 
 prove_app = typer.Typer(help="Make proofs about a ledger that anyone can check with 'tfaudit verify-proof'.",
                         no_args_is_help=True)
@@ -23,8 +23,8 @@ OutputOpt = typer.Option(None, "--output", "-o", help="Write the proof here inst
 
 def _anchored(src: str, size: int | None, lines: list[bytes], at_least: int = 0) -> str:
     """The note of the checkpoint in src at `size` (or the newest one covering `at_least`) that this ledger matches."""
-    from tfaudit import merkle
-    from tfaudit.checkpoints import CHECKPOINT_SUFFIX, Checkpoint, store_from_location
+    from tfaudit.trail import merkle
+    from tfaudit.trail.checkpoints import CHECKPOINT_SUFFIX, Checkpoint, store_from_location
 
     store = store_from_location(src, os.environ)
     candidates: list[tuple[Checkpoint, str]] = []
@@ -56,9 +56,9 @@ def _anchored(src: str, size: int | None, lines: list[bytes], at_least: int = 0)
 
 
 def _fresh(signing_key: str, lines: list[bytes], size: int) -> str:
-    from tfaudit import merkle
-    from tfaudit.checkpoints import Checkpoint, default_origin
-    from tfaudit.signing import load_signer
+    from tfaudit.trail import merkle
+    from tfaudit.trail.checkpoints import Checkpoint, default_origin
+    from tfaudit.trail.signing import load_signer
 
     signer = load_signer(Path(signing_key).expanduser())
     return Checkpoint(default_origin(lines[0]), size, merkle.Tree.from_data(lines[:size]).root()).sign(signer)
@@ -90,7 +90,7 @@ def _emit(doc: dict[str, object], output: Path | None) -> None:
 
 
 def _lines(ledger: Path) -> list[bytes]:
-    from tfaudit.checkpoints import read_lines
+    from tfaudit.trail.checkpoints import read_lines
 
     lines = read_lines(ledger)
     if not lines:
@@ -109,14 +109,14 @@ def inclusion(
     output: Optional[Path] = OutputOpt,
 ) -> int:
     """Prove that record SEQ is in the ledger whose root a checkpoint signed."""
-    from tfaudit.proofs import inclusion_proof
+    from tfaudit.trail.proofs import inclusion_proof
 
     lines = _lines(ledger)
     if seq < 1 or seq > len(lines):
         raise UsageError(f"--seq {seq} is outside the ledger (1..{len(lines)})")
     note: str | None = None
     if checkpoints:
-        from tfaudit.checkpoints import Checkpoint
+        from tfaudit.trail.checkpoints import Checkpoint
 
         note = _anchored(checkpoints, size, lines, at_least=seq)
         size = Checkpoint.parse(note[: note.rfind("\n\n") + 1]).size
@@ -140,7 +140,7 @@ def consistency(
     output: Optional[Path] = OutputOpt,
 ) -> int:
     """Prove that the ledger of --from records is a prefix of the ledger of --to records."""
-    from tfaudit.proofs import consistency_proof
+    from tfaudit.trail.proofs import consistency_proof
 
     lines = _lines(ledger)
     size2 = size2 or len(lines)
@@ -164,8 +164,8 @@ def register(app: typer.Typer) -> None:
                                                         "and the record (repeatable)."),
     ) -> int:
         """Check a proof without the ledger; with --public-key, also who signed its root."""
-        from tfaudit.proofs import verify_proof as check
-        from tfaudit.signing import load_verifier
+        from tfaudit.trail.proofs import verify_proof as check
+        from tfaudit.trail.signing import load_verifier
 
         try:
             doc = json.loads(proof_file.read_text("utf-8"))
@@ -199,7 +199,7 @@ def verify_extras(ledger: Path | None, verifiers: list[Verifier], checkpoints: s
     if checkpoints:
         if ledger is None:
             raise UsageError("--checkpoints checks a ledger", hint="give the LEDGER argument too")
-        from tfaudit.checkpoints import check_ledger, store_from_location
+        from tfaudit.trail.checkpoints import check_ledger, store_from_location
 
         store = store_from_location(checkpoints, os.environ)
         cp = check_ledger(ledger, store, verifiers)

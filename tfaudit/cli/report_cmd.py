@@ -25,10 +25,10 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Timeline of runs by outcome, changes per actor and workspace, riskiest and failed changes, verification status."""
         from tfaudit.cli._ledgers import ledger_specs
-        from tfaudit.cli._progress import TerminalProgress
+        from tfaudit.ui.progress import TerminalProgress
         from tfaudit.query import Filters, parse_when
         from tfaudit.report import html_report, write_html_report
-        from tfaudit.signing import load_verifier
+        from tfaudit.trail.signing import load_verifier
 
         verifiers = [load_verifier(p) for p in public_key or []]
         filters = Filters(since=parse_when(since, "--since") if since else None,

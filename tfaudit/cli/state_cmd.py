@@ -12,7 +12,7 @@ from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, Ledger
 
 def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_key: str | None,
               config: str | None, tf_path: str | None) -> int:
-    from tfaudit.statecmd import run_state_command
+    from tfaudit.run.state import run_state_command
 
     inv = invocation(ctx, " ".join(words), ledger, signing_key, config, tf_path)
     return run_state_command(inv, os.environ, words)
@@ -41,8 +41,8 @@ def register(app: typer.Typer) -> None:
     def state(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
         """terraform state rm|mv|push|replace-provider, recorded as state.changed (list, show, pull pass through)."""
-        from tfaudit.statecmd import state_subcommand
-        from tfaudit.terraform import detect, extract_chdir
+        from tfaudit.run.state import state_subcommand
+        from tfaudit.terraform.binary import detect, extract_chdir
 
         chdir, args = extract_chdir(ctx.args)
         words, rest, record = state_subcommand(args)

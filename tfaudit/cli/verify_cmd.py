@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.signing import load_verifier
-from tfaudit.verify import verify_ledger
+from tfaudit.trail.signing import load_verifier
+from tfaudit.trail.verify import verify_ledger
 
 
 def register(app: typer.Typer) -> None:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from tfaudit.terraform import extract_chdir
+from tfaudit.terraform.binary import extract_chdir
 
 if TYPE_CHECKING:
-    from tfaudit.runner import Invocation
+    from tfaudit.run.apply import Invocation
 
 # No short options here: terraform's single-dash flags (-var, -target) must reach it intact.
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": True,
@@ -28,7 +28,7 @@ FailOnOpt = typer.Option(None, "--fail-on", metavar="SEVERITY", envvar="TFAUDIT_
 def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
                config: str | None, tf_path: str | None, checkpoints: str | None = None,
                fail_on: str | None = None) -> Invocation:
-    from tfaudit.runner import Invocation
+    from tfaudit.run.apply import Invocation
 
     chdir, args = extract_chdir(ctx.args)
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
               config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
              checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
-        from tfaudit.runner import run_apply
+        from tfaudit.run.apply import run_apply
 
         return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
                 config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
                 checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform destroy, recorded. Takes terraform's arguments."""
-        from tfaudit.runner import run_apply
+        from tfaudit.run.apply import run_apply
 
         return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
 
@@ -61,6 +61,6 @@ def register(app: typer.Typer) -> None:
              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
              checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
-        from tfaudit.runner import run_plan
+        from tfaudit.run.apply import run_plan
 
         return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)

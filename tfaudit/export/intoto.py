@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import InputError, VerificationError
-from tfaudit.signing import Signer, Verifier, canonical, signing_payload
+from tfaudit.trail.signing import Signer, Verifier, canonical, signing_payload
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -100,7 +100,7 @@ def sign_envelope(stmt: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
 
 
 def envelopes(ledger: Path, signer: Signer, run_prefix: str | None = None) -> Iterator[dict[str, Any]]:
-    from tfaudit.ledger import Ledger
+    from tfaudit.trail.ledger import Ledger
 
     def parsed() -> Iterator[tuple[bytes, dict[str, Any]]]:
         for _, raw in Ledger(ledger).lines():
@@ -218,7 +218,7 @@ def verify_envelope_file(path: Path, verifiers: Sequence[Verifier], ledger: Path
         raise InputError(f"cannot read envelope file {path}: {e}") from e
     ledger_lines: set[bytes] | None = None
     if ledger is not None:
-        from tfaudit.checkpoints import read_lines
+        from tfaudit.trail.checkpoints import read_lines
 
         ledger_lines = set(read_lines(ledger))
     docs: list[tuple[int, Any]] = []

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tfaudit.query import Filters, Progress, runs
-from tfaudit.signing import Verifier
+from tfaudit.trail.signing import Verifier
 
 
 def html_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfaudit.signing import Verifier
-from tfaudit.verify import ProblemKind, verify_ledger
+from tfaudit.trail.signing import Verifier
+from tfaudit.trail.verify import ProblemKind, verify_ledger
 
 
 @dataclass(frozen=True)

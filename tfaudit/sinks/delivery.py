@@ -38,7 +38,7 @@ _JOIN_GRACE_SECONDS = 5.0
 # --- reading the ledger ------------------------------------------------------------------
 def ledger_tail(ledger_path: Path) -> tuple[int, int]:
     """(seq of the last complete record, byte size) of the ledger; (0, 0) when it does not exist yet."""
-    from tfaudit.ledger import _last_line
+    from tfaudit.trail.ledger import _last_line
 
     try:
         fd = os.open(ledger_path, os.O_RDONLY)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tfaudit import _aws
 from tfaudit.errors import SigningKeyError
-from tfaudit.signing import ECDSA_P256_SHA256, key_id_for
+from tfaudit.trail.signing import ECDSA_P256_SHA256, key_id_for
 
 KMS_KEY_SPEC = "ECC_NIST_P256"
 KMS_SIGNING_ALGORITHM = "ECDSA_SHA_256"
@@ -85,7 +85,7 @@ def public_key_pem(key: ec.EllipticCurvePublicKey) -> bytes:
 
 
 class KmsSigner:
-    """A Signer (see tfaudit.signing) whose private key stays in AWS KMS."""
+    """A Signer (see tfaudit.trail.signing) whose private key stays in AWS KMS."""
 
     algorithm = ECDSA_P256_SHA256
 

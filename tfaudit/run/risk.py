@@ -11,7 +11,7 @@ from tfaudit.analysis.policy import Policy
 from tfaudit.parse.plan import Plan
 
 if TYPE_CHECKING:
-    from tfaudit.runner import Session
+    from tfaudit.run.apply import Session
 
 GATES = ("low", "medium", "high", "critical")
 

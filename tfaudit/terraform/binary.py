@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfaudit import _proc
+from tfaudit.terraform import proc as _proc
 from tfaudit.errors import TerraformError, TerraformNotFound
 
 

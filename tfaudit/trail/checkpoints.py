@@ -40,11 +40,11 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tfaudit import merkle
+from tfaudit.trail import merkle
 from tfaudit.config import BlockContext, Config, check_keys, get_int, get_str, labelled_blocks, single_block
 from tfaudit.errors import (ConfigError, DeliveryError, ExitCode, InputError, LedgerError, TfauditError, UsageError,
                             VerificationError)
-from tfaudit.signing import Signer, Verifier
+from tfaudit.trail.signing import Signer, Verifier
 
 log = structlog.get_logger("tfaudit")
 
@@ -552,7 +552,7 @@ def _cache_path(ledger: Path) -> Path:
 def anchor(ledger: Path, signer: Signer, settings: CheckpointSettings, env: Mapping[str, str]) -> Anchored:
     """Sign a checkpoint of the ledger as it is now and store it with a consistency proof from the
     previous one. Refuses to sign when the ledger no longer extends the previous checkpoint."""
-    from tfaudit.signing import Verifier as _Verifier, key_id_for
+    from tfaudit.trail.signing import Verifier as _Verifier, key_id_for
 
     public = signer_public_key(signer)
     own = [_Verifier(public, key_id_for(public), "signing key")]

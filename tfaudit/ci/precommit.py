@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfaudit import _proc
+from tfaudit.terraform import proc as _proc
 from tfaudit.errors import ConfigError, ExitCode, TfauditError, UsageError
 
 MODULE_SUFFIXES = (".tf", ".tofu", ".tf.json", ".tofu.json")
@@ -155,7 +155,7 @@ def plan_root(root: Path, opts: PlanOptions, env: Mapping[str, str], say: Callab
               rel: str) -> int:
     """Plan and analyze one root module; the exit code says what stopped it (0: clean)."""
     from tfaudit.config import load_config
-    from tfaudit.terraform import detect
+    from tfaudit.terraform.binary import detect
 
     load_config(env.get("TFAUDIT_CONFIG"), root)  # the rules analyze will use must parse: fail fast
     tf = detect(opts.tf_path, env, str(root))

@@ -21,18 +21,19 @@ from typing import Any, TextIO
 
 import structlog
 
-from tfaudit import _proc, records
+from tfaudit import records
+from tfaudit.terraform import proc as _proc
 from tfaudit.config import Config, load_config
 from tfaudit.errors import ExitCode, LedgerError, PlanError, PolicyError, UsageError
-from tfaudit.identity import IdentityOptions, collect_actor
-from tfaudit.ledger import Appended, Ledger
+from tfaudit.identity.actor import IdentityOptions, collect_actor
+from tfaudit.trail.ledger import Appended, Ledger
 from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import Redactor
-from tfaudit.render import StreamRenderer
-from tfaudit.signing import Signer, default_key_path, generate_keypair, load_signer
-from tfaudit.terraform import SavedPlanNote, Terraform, detect, sha256_file, split_args
+from tfaudit.ui.stream import StreamRenderer
+from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
+from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file, split_args
 
 log = structlog.get_logger("tfaudit")
 
@@ -119,7 +120,7 @@ def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console
     if explicit:
         return load_signer(Path(explicit).expanduser())
     if cfg.signing.signer == "kms":
-        from tfaudit.kms import KmsSigner  # boto3 only when a KMS signer is configured
+        from tfaudit.trail.kms import KmsSigner  # boto3 only when a KMS signer is configured
 
         kms_signer: Signer = KmsSigner.from_config(cfg.signing.options, env)
         return kms_signer
@@ -134,7 +135,7 @@ def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console
 
 
 def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> Session:
-    from tfaudit.terraform import find_binary
+    from tfaudit.terraform.binary import find_binary
 
     work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
@@ -148,7 +149,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
         user=ident.user, git=ident.git, ci=ident.ci, hostname=ident.hostname))
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
     if ident.aws:  # STS caller identity; boto3 is imported only when AWS credentials are present
-        from tfaudit.cloud import cloud_identity
+        from tfaudit.identity.cloud import cloud_identity
 
         actor["cloud"] = cloud_identity(env)
     if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
@@ -157,7 +158,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
         prepare(ledger.path, cfg.section("sink"), cfg.section("delivery"), console.warn)
     # GitHub Actions OIDC identity claims into actor.ci.oidc (never the token itself)
     if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
-        from tfaudit import oidc
+        from tfaudit.identity import oidc
 
         oidc.attach(actor, env, cfg.section("oidc"), redactor)
     return Session(inv, env, cfg, ledger, signer, tf, actor, redactor, console)
@@ -215,8 +216,8 @@ def _deliver(session: Session) -> int:
 
 def _anchor(session: Session) -> int:
     """Sign a checkpoint of the ledger and store it apart from it, when configured
-    (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.checkpoints)."""
-    from tfaudit.checkpoints import anchor_after_run
+    (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.trail.checkpoints)."""
+    from tfaudit.trail.checkpoints import anchor_after_run
 
     return anchor_after_run(session.ledger.path, session.signer, session.inv.checkpoints, session.env,
                             session.config, lambda m: session.console.warn(session.redactor.scrub(m)))
@@ -237,7 +238,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
     t0 = time.monotonic()
     state_before = _load_state(tf)
     run_id = records.new_id()
-    from tfaudit.statecmd import record_out_of_band  # state changed outside the audited path?
+    from tfaudit.run.state import record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, state_before, run_id, inv.command)
 
@@ -270,7 +271,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         changes = [ch for ch in plan.resource_changes if records.is_recorded_change(ch)]
         # Gates, before approval and before terraform applies anything: risk rules (deny,
         # --fail-on), plan binding (require_recorded_plan) and the CI identity cross-check.
-        from tfaudit.analysis.runhook import analyse_run
+        from tfaudit.run.risk import analyse_run
 
         analysis = analyse_run(session, plan)
         gate = _check_binding_and_identity(session, plan_sha, (saved_plan, plan_file_abs) if saved_plan else None)
@@ -351,7 +352,8 @@ class Gate:
 def _check_binding_and_identity(session: Session, plan_sha: str, saved_plan: tuple[str, Path] | None) -> Gate:
     """Link a saved plan to its plan.recorded record (refused when required and missing), and
     check who applies where against the config's `expect` block."""
-    from tfaudit import binding, identity_check
+    from tfaudit.run import binding
+    from tfaudit.identity import expect as identity_check
 
     bound_to: dict[str, Any] | None = None
     refusal: PolicyError | None = None
@@ -439,7 +441,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         i = args.index("-out")
         out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
     run_id = records.new_id()
-    from tfaudit.statecmd import load_state, record_out_of_band  # state changed outside the audited path?
+    from tfaudit.run.state import load_state, record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, load_state(tf), run_id, "plan")
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
@@ -463,7 +465,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         id=records.RunId(run_id), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
         tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
         plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
-    from tfaudit.analysis.runhook import analyse_run
+    from tfaudit.run.risk import analyse_run
 
     analysis = analyse_run(session, plan)
     rec = records.base_record("plan.recorded", run, session.actor,

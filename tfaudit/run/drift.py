@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import records
 from tfaudit.errors import ExitCode, UsageError
 from tfaudit.parse.plan import ResourceChange, parse_plan
-from tfaudit.terraform import sha256_file
+from tfaudit.terraform.binary import sha256_file
 
 if TYPE_CHECKING:
-    from tfaudit.runner import Console, Invocation, Session
+    from tfaudit.run.apply import Console, Invocation, Session
 
 _OWN_FLAGS = ("-refresh-only", "-detailed-exitcode", "-out", "-destroy")
 
@@ -50,9 +50,9 @@ def drifted(plan: Any) -> list[ResourceChange]:
 
 
 def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
-    from tfaudit import _proc
-    from tfaudit.runner import Console, open_session, publish
-    from tfaudit.statecmd import load_state, record_out_of_band
+    from tfaudit.terraform import proc as _proc
+    from tfaudit.run.apply import Console, open_session, publish
+    from tfaudit.run.state import load_state, record_out_of_band
 
     for a in inv.tf_args:
         if a.split("=", 1)[0].lstrip("-") in {f.lstrip("-") for f in _OWN_FLAGS}:

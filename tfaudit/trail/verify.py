@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.ledger import Ledger
+from tfaudit.trail.ledger import Ledger
 from tfaudit.schema import schema_errors
-from tfaudit.signing import Verifier, canonical, line_digest, signing_payload
+from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
 
 
 class ProblemKind(str, Enum):

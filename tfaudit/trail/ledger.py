@@ -18,7 +18,7 @@ from typing import Any
 
 from tfaudit.errors import InputError, LedgerError
 from tfaudit.schema import validate_record
-from tfaudit.signing import Signer, canonical, line_digest, sign_record
+from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
 
 _TAIL_CHUNK = 64 * 1024
 

@@ -22,7 +22,7 @@ from subprocess import SubprocessError  # exception type only; _proc starts the 
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from tfaudit import _proc
+from tfaudit.terraform import proc as _proc
 
 ACTOR_ENV = "TFAUDIT_ACTOR"
 MAX_VALUE_LEN = 512

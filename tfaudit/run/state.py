@@ -30,8 +30,8 @@ from tfaudit.errors import UsageError
 from tfaudit.parse.state import State, parse_state
 
 if TYPE_CHECKING:
-    from tfaudit.runner import Console, Invocation, Session
-    from tfaudit.terraform import Terraform
+    from tfaudit.run.apply import Console, Invocation, Session
+    from tfaudit.terraform.binary import Terraform
 
 _TAIL_CHUNK = 256 * 1024
 # Record types that say which state a working directory was left in.
@@ -229,7 +229,7 @@ def load_state(tf: Terraform) -> State | None:
 
 
 def _positionals(args: Sequence[str]) -> list[str]:
-    from tfaudit.terraform import flag_name
+    from tfaudit.terraform.binary import flag_name
 
     out: list[str] = []
     skip = False
@@ -276,8 +276,8 @@ def state_diff(before: State | None, after: State | None, subcommand: str, args:
 def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Sequence[str],
                       console: Console | None = None) -> int:
     """Run `terraform <subcommand> <args>` and record the state change it made."""
-    from tfaudit import _proc
-    from tfaudit.runner import Console, open_session, publish
+    from tfaudit.terraform import proc as _proc
+    from tfaudit.run.apply import Console, open_session, publish
 
     console = console or Console()
     session = open_session(inv, env, console)

@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tfaudit import merkle
-from tfaudit.checkpoints import Checkpoint, open_checkpoint
+from tfaudit.trail import merkle
+from tfaudit.trail.checkpoints import Checkpoint, open_checkpoint
 from tfaudit.errors import InputError, VerificationError
-from tfaudit.signing import Verifier
+from tfaudit.trail.signing import Verifier
 
 FORMAT = "tfaudit.proof/v1"
 HASH = "RFC 9162 SHA-256: leaf = SHA-256(0x00 || ledger line without newline), node = SHA-256(0x01 || left || right)"
@@ -148,7 +148,7 @@ def _verify_inclusion(doc: Mapping[str, Any], path: list[bytes], verifiers: Sequ
 
 
 def _record_signature(rec: Any, verifiers: Sequence[Verifier]) -> str:
-    from tfaudit.signing import signing_payload
+    from tfaudit.trail.signing import signing_payload
 
     sig = rec.get("signature") if isinstance(rec, dict) else None
     if not isinstance(sig, dict):

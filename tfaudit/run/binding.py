@@ -19,8 +19,8 @@ from tfaudit.errors import LedgerError, PolicyError, VerificationError
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
-    from tfaudit.ledger import Ledger
-    from tfaudit.signing import Signer
+    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.signing import Signer
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -93,7 +93,7 @@ def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
     public = getattr(key, "public_key", None)
     if public is None:
         return True  # e.g. a KMS signer: the key id is what we can check locally
-    from tfaudit.signing import Verifier, signing_payload
+    from tfaudit.trail.signing import Verifier, signing_payload
 
     try:
         Verifier(public(), signer.key_id, "signing key").verify(

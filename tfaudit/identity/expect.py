@@ -60,7 +60,7 @@ def parse_expect(ctx: BlockContext, entries: list[Any]) -> Expectations:
     mode = get_str(ctx, body, "on_mismatch", "warn") or "warn"
     if mode not in {m.value for m in OnMismatch}:
         raise ctx.error(f'on_mismatch must be "warn" or "deny", not {mode!r}')
-    from tfaudit.identity import CIProvider
+    from tfaudit.identity.actor import CIProvider
 
     providers = get_str_list(ctx, body, "ci_providers")
     known = {p.value for p in CIProvider}

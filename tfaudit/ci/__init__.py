@@ -1,0 +1,1 @@
+"""Where teams run tfaudit: the pre-commit hook and the CI integrations."""

@@ -1,0 +1,1 @@
+"""What the user sees on the terminal: the console, terraform's stream rendered, progress bars."""
