@@ -12,41 +12,69 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import InputError, LedgerError
 from tfaudit.schema import validate_record
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
+from tfaudit.trail.store import Appended, Tail
 
 _TAIL_CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Appended:
-    """A record as written: its final form (with chain and signature) and its exact line."""
-
-    record: Mapping[str, Any]
-    line: bytes
-
-    @property
-    def seq(self) -> int:
-        return int(self.record["chain"]["seq"])
-
-
-@dataclass(frozen=True)
-class Tail:
-    seq: int
-    digest: str | None
+def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer) -> list[Appended]:
+    """Chain records onto `tail`, sign and validate each: what every store appends."""
+    seq, prev = tail.seq, tail.digest
+    out: list[Appended] = []
+    for rec in records:
+        seq += 1
+        body = {k: v for k, v in rec.items() if k not in ("chain", "signature")}
+        body["chain"] = {"seq": seq, "prev": prev}
+        sealed = sign_record(body, signer)
+        validate_record(sealed)
+        line = canonical(sealed)
+        out.append(Appended(sealed, line))
+        prev = line_digest(line)
+    return out
 
 
 class Ledger:
+    """The file store (see tfaudit.trail.store): one JSONL file, appended under flock."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str]) -> Ledger:
+        text = url[len("file://"):] if url.startswith("file://") else url
+        return cls(Path(text).expanduser().resolve())
+
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
+
+    @property
+    def url(self) -> str:
+        return str(self.path)
+
+    @property
+    def local_path(self) -> Path | None:
+        return self.path
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def tail(self) -> Tail:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Tail(0, None)
+        except OSError as e:
+            raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
+        try:
+            return self._read_tail(fd)
+        finally:
+            os.close(fd)
 
     # -- writing ----------------------------------------------------------------
     def _open_for_append(self) -> int:
@@ -82,18 +110,7 @@ class Ledger:
         fd = self._open_for_append()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            tail = self._read_tail(fd)
-            seq, prev = tail.seq, tail.digest
-            out: list[Appended] = []
-            for rec in records:
-                seq += 1
-                body = {k: v for k, v in rec.items() if k not in ("chain", "signature")}
-                body["chain"] = {"seq": seq, "prev": prev}
-                sealed = sign_record(body, signer)
-                validate_record(sealed)
-                line = canonical(sealed)
-                out.append(Appended(sealed, line))
-                prev = line_digest(line)
+            out = seal_batch(records, self._read_tail(fd), signer)
             data = b"".join(a.line + b"\n" for a in out)
             try:
                 written = 0
@@ -128,8 +145,9 @@ class Ledger:
         return Tail(seq, line_digest(last))
 
     # -- reading ----------------------------------------------------------------
-    def lines(self) -> Iterator[tuple[int, bytes]]:
-        """(line number, raw line without newline) for every line; a final line with no newline is included."""
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        """(line number, raw line as on disk, with its newline) for every line from `start` on;
+        a final line with no newline is included as it is."""
         try:
             f = self.path.open("rb")
         except FileNotFoundError:
@@ -138,7 +156,36 @@ class Ledger:
             raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
         with f:
             for n, raw in enumerate(f, start=1):
-                yield n, raw
+                if n >= start:
+                    yield n, raw
+
+    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, raw line as on disk), newest first, reading the file from its end."""
+        n_total = sum(1 for _ in self.lines())
+        n = n_total
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            pos = os.fstat(fd).st_size
+            trailing_nl = pos > 0 and os.pread(fd, 1, pos - 1) == b"\n"
+            buf = b""
+            while pos > 0:
+                step = min(_TAIL_CHUNK, pos)
+                pos -= step
+                buf = os.pread(fd, step, pos) + buf
+                parts = buf.split(b"\n")
+                buf = parts[0]
+                for i, part in enumerate(reversed(parts[1:])):
+                    if part:
+                        yield n, part + (b"" if i == 0 and not trailing_nl else b"\n")
+                        n -= 1
+                trailing_nl = True
+            if buf:
+                yield n, buf + (b"\n" if trailing_nl else b"")
+        finally:
+            os.close(fd)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Parsed records, skipping lines that are not JSON (use verify to find those)."""
