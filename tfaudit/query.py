@@ -8,7 +8,6 @@ count once, by record id. Nothing here verifies signatures: that is `tfaudit ver
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 
 from tfaudit.errors import InputError, UsageError
 from tfaudit.trail.ledger import Ledger
+from tfaudit.trail.jsonline import BadLine, parse_line
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -174,11 +174,9 @@ def local_source(path: Path) -> tuple[str, RecordSource]:
         for _, raw in ledger.lines():
             progress.advance(len(raw))
             try:
-                rec = json.loads(raw)
-            except ValueError:
+                yield parse_line(raw)
+            except BadLine:
                 continue  # `tfaudit verify` reports these
-            if isinstance(rec, dict):
-                yield rec
 
     return str(path), read
 
@@ -211,11 +209,9 @@ def s3_source(url: str, env: Mapping[str, str]) -> tuple[str, RecordSource]:
                 progress.advance(len(body))
                 for line in body.splitlines():
                     try:
-                        rec = json.loads(line)
-                    except ValueError:
+                        yield parse_line(line)
+                    except BadLine:
                         continue
-                    if isinstance(rec, dict):
-                        yield rec
         except ImportError:
             raise UsageError(f"cannot read {url}: boto3 is not installed",
                              hint="pip install 'tfaudit[aws]'") from None

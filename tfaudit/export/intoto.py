@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import InputError, VerificationError
-from tfaudit.trail.signing import Signer, Verifier, canonical, signing_payload
+from tfaudit.trail.recordsig import SignatureProblem, verify_record
+from tfaudit.trail.signing import Signer, Verifier, canonical
+from tfaudit.trail.jsonline import BadLine, parse_line
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -106,11 +108,9 @@ def envelopes(ledger: Path, signer: Signer, run_prefix: str | None = None) -> It
         for _, raw in Ledger(ledger).lines():
             line = raw.rstrip(b"\n")
             try:
-                rec = json.loads(line)
-            except ValueError:
+                yield line, parse_line(line)
+            except BadLine:
                 continue
-            if isinstance(rec, dict):
-                yield line, rec
 
     for group in _runs(parsed()):
         run_id = str((group[0][1].get("run") or {}).get("id"))
@@ -187,14 +187,15 @@ def _check_statement(payload: bytes, verifiers: Sequence[Verifier], ledger_lines
     by_id = {v.key_id: v for v in verifiers}
     lines: list[bytes] = []
     for r in recs:
-        sig = r.get("signature") or {}
-        v = by_id.get(str(sig.get("key_id")))
-        if v is None:
-            raise VerificationError(f"record {r.get('id')}: signed by {sig.get('key_id')}, not one of the given keys")
         try:
-            v.verify(b64decode_any(str(sig.get("value", ""))), signing_payload(r))
-        except VerificationError:
-            raise VerificationError(f"record {r.get('id')}: its signature does not match it (edited)") from None
+            verify_record(r, by_id)  # strict: version rules, canonical base64, alg bound to the key
+        except SignatureProblem as e:
+            if e.unknown_key:
+                sig = r.get("signature") or {}
+                raise VerificationError(f"record {r.get('id')}: signed by {sig.get('key_id')}, "
+                                        "not one of the given keys") from None
+            what = "its signature does not match it (edited)" if "does not match" in e.message else e.message
+            raise VerificationError(f"record {r.get('id')}: {what}") from None
         line = canonical(r)
         if ledger_lines is not None and line not in ledger_lines:
             raise VerificationError(f"record {r.get('id')} (seq {r.get('chain', {}).get('seq')}) is not in the ledger")

@@ -9,7 +9,6 @@ before terraform applies anything.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +92,11 @@ def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
     public = getattr(key, "public_key", None)
     if public is None:
         return True  # e.g. a KMS signer: the key id is what we can check locally
-    from tfaudit.trail.signing import Verifier, signing_payload
+    from tfaudit.trail.recordsig import verify_record
+    from tfaudit.trail.signing import Verifier
 
     try:
-        Verifier(public(), signer.key_id, "signing key").verify(
-            base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
+        verify_record(rec, {signer.key_id: Verifier(public(), signer.key_id, "signing key")})
     except (VerificationError, ValueError):
         return False
     return True

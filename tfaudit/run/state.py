@@ -17,7 +17,6 @@ starts from there next time.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import records
 from tfaudit.errors import UsageError
 from tfaudit.parse.state import State, parse_state
+from tfaudit.trail.jsonline import BadLine, parse_line
 
 if TYPE_CHECKING:
     from tfaudit.run.apply import Console, Invocation, Session
@@ -103,8 +103,8 @@ def last_known_state(ledger_path: Path, working_dir: str, workspace: str) -> Kno
         if not any(m in line for m in _STATE_MARKERS):
             continue
         try:
-            rec = json.loads(line)
-        except ValueError:
+            rec = parse_line(line)
+        except BadLine:
             continue
         run = rec.get("run") if isinstance(rec, dict) else None
         if not isinstance(run, dict) or run.get("working_dir") != working_dir or run.get("workspace") != workspace:

@@ -9,7 +9,6 @@ not repaired.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from tfaudit.errors import InputError, LedgerError
 from tfaudit.schema import validate_record
+from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, bounded_lines, parse_line
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
 from tfaudit.trail.store import Appended, Tail
 
@@ -34,6 +34,10 @@ def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer)
         sealed = sign_record(body, signer)
         validate_record(sealed)
         line = canonical(sealed)
+        if len(line) > MAX_LINE_BYTES:  # readers refuse longer lines: fail now, not at verify time
+            raise LedgerError(f"a {sealed.get('type')} record is {len(line) // 2**20} MiB, over the "
+                              f"{MAX_LINE_BYTES // 2**20} MiB a ledger line may hold",
+                              hint="exclude the resource's huge values (or split the change)")
         out.append(Appended(sealed, line))
         prev = line_digest(line)
     return out
@@ -135,7 +139,7 @@ class Ledger:
                 hint="run 'tfaudit verify' on it; tfaudit will not append after a damaged tail",
             )
         try:
-            rec = json.loads(last)
+            rec = parse_line(last)  # BadLine is a ValueError
             seq = int(rec["chain"]["seq"])
         except (ValueError, KeyError, TypeError) as e:
             raise LedgerError(
@@ -154,8 +158,8 @@ class Ledger:
             raise InputError(f"ledger {self.path} does not exist", hint="check the path, or run a wrapped command first") from None
         except OSError as e:
             raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
-        with f:
-            for n, raw in enumerate(f, start=1):
+        with f:  # bounded: a line over MAX_LINE_BYTES is cut there (the reader reports it as too long)
+            for n, raw in enumerate(bounded_lines(f), start=1):
                 if n >= start:
                     yield n, raw
 
@@ -191,11 +195,9 @@ class Ledger:
         """Parsed records, skipping lines that are not JSON (use verify to find those)."""
         for _, raw in self.lines():
             try:
-                rec = json.loads(raw)
-            except ValueError:
+                yield parse_line(raw)
+            except BadLine:
                 continue
-            if isinstance(rec, dict):
-                yield rec
 
 
 def _fsync_dir(path: Path) -> None:
