@@ -10,7 +10,7 @@ import typer
 
 from tfaudit.errors import ExitCode, UsageError
 from tfaudit.trail.signing import load_verifier
-from tfaudit.trail.verify import verify_ledger
+from tfaudit.trail.verify import Report, verify_ledger
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +25,16 @@ def register(app: typer.Typer) -> None:
                                                   "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
         dsse: Optional[Path] = typer.Option(None, "--dsse", metavar="FILE", help="Check the in-toto DSSE envelopes in this file "
                                             "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
+        chain_only: bool = typer.Option(False, "--chain-only", help="Check only the sequence and hash chain, fast; "
+                                        "signatures and content are NOT checked (no key needed)."),
     ) -> int:
         """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
+        if chain_only:
+            if ledger is None or checkpoints or dsse:
+                raise UsageError("--chain-only checks a LEDGER alone", hint="drop --checkpoints/--dsse, give a LEDGER")
+            verifiers = [load_verifier(p) for p in public_key or ()]
+            report = verify_ledger(ledger, verifiers, chain_only=True)
+            return _render(ledger, report, as_json, chain_only=True)
         if not public_key:
             raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
         verifiers = [load_verifier(p) for p in public_key]
@@ -54,3 +62,17 @@ def register(app: typer.Typer) -> None:
             for line in extras.lines:
                 typer.echo(line)
         return int(ExitCode.OK if ok else ExitCode.FAILURE)
+
+
+def _render(ledger: Path, report: Report, as_json: bool, *, chain_only: bool) -> int:
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "chain_only": chain_only}, indent=2))
+        return int(ExitCode.OK if report.ok else ExitCode.FAILURE)
+    for p in report.problems:
+        typer.echo(f"{ledger}:{p.line}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: ledger: {p.message}")
+    if report.ok:
+        typer.echo(f"OK (chain only; signatures NOT checked): {report.records} lines chained "
+                   f"(seq 1..{report.last_seq}, head {report.head})")
+    else:
+        typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.lines} lines (chain only)")
+    return int(ExitCode.OK if report.ok else ExitCode.FAILURE)

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a record is kilobytes; 16 MiB leaves room for huge resource values
 MAX_DEPTH = 128  # a record nests about 10 levels plus the resource's own values
 MAX_SAFE_INT = 2**53 - 1  # RFC 8785 / I-JSON: integers a double holds exactly
-_READ_CHUNK = 1 << 16
+_READ_BLOCK = 1 << 20
 
 
 class LineFault(str, Enum):
@@ -189,19 +189,30 @@ def _skip_ws(text: str, pos: int) -> int:
 def bounded_lines(f: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """The lines of a binary file, each with its newline (a final line may lack one).
 
-    A line longer than `limit` is not kept whole: its first `limit` bytes are yielded
-    followed by nothing else of it (no newline), the rest is skipped up to its newline,
-    so the caller sees an over-long line it can report, and memory stays within the limit.
+    Read in blocks, so memory is a block plus at most one line of `limit` bytes. A longer
+    line is not kept whole: its first `limit + 1` bytes are yielded (no newline: the caller
+    sees an over-long line and reports it) and the rest is skipped up to its newline.
     """
-    while True:
-        raw = f.readline(limit + 1)
-        if not raw:
-            return
-        if len(raw) <= limit or raw.endswith(b"\n") and len(raw) == limit + 1:
-            yield raw
-            continue
-        yield raw  # limit + 1 bytes and no newline: an over-long line; skip the rest of it
-        while True:
-            rest = f.readline(_READ_CHUNK)
-            if not rest or rest.endswith(b"\n"):
-                break
+    pending: list[bytes] = []  # the pieces of a line that runs past a block
+    size = 0
+    skipping = False
+    while block := f.read(_READ_BLOCK):
+        start = 0
+        while (nl := block.find(b"\n", start)) >= 0:
+            piece = block[start:nl + 1]
+            start = nl + 1
+            if skipping:
+                skipping = False
+                continue
+            if pending:
+                pending.append(piece)
+                piece, pending, size = b"".join(pending), [], 0
+            yield piece if len(piece) <= limit + 1 else piece[:limit + 1]
+        if start < len(block) and not skipping:
+            pending.append(block[start:])
+            size += len(block) - start
+            if size > limit:
+                yield b"".join(pending)[:limit + 1]
+                pending, size, skipping = [], 0, True
+    if pending:
+        yield b"".join(pending)

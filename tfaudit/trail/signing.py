@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from tfaudit._bounded import MAX_KEY_BYTES, read_regular
 from tfaudit.errors import InputError, SigningKeyError, VerificationError
 
 ED25519 = "ed25519"
@@ -154,15 +155,15 @@ def load_signer(path: Path) -> Ed25519Signer:
         ) from None
     except OSError as e:
         raise SigningKeyError(f"signing key {path}: {e.strerror}") from e
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the run until someone writes to it
+        raise SigningKeyError(f"signing key {path} is not a regular file", hint="point --signing-key at the key file itself")
     if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningKeyError(
             f"signing key {path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):04o})",
             hint=f"run 'chmod 600 {path}'",
         )
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SigningKeyError(f"signing key {path}: cannot read ({e.strerror})", hint="check its permissions") from e
+    data = read_regular(path, limit=MAX_KEY_BYTES, what="signing key", error=SigningKeyError,
+                        hint="point --signing-key at a key made by 'tfaudit keygen PATH'")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
@@ -214,12 +215,8 @@ def verifier_from_pem(data: bytes, source: str) -> Verifier:
 
 
 def load_verifier(path: Path) -> Verifier:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"public key {path} does not exist", hint="pass the .pub file written by 'tfaudit keygen'") from None
-    except OSError as e:
-        raise InputError(f"public key {path}: {e.strerror}") from e
+    data = read_regular(path, limit=MAX_KEY_BYTES, what="public key", error=InputError,
+                        hint="pass the .pub file written by 'tfaudit keygen'")
     return verifier_from_pem(data, str(path))
 
 
