@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, CliResult
 from tfaudit.analysis import stream as stream_mod
-from tfaudit.analysis.builtin import RULES
+from tfaudit.analysis.rules.catalog import RULES
 from tfaudit.analysis.engine import Analyzer, Report, analyse_bytes, analyse_file, analyse_plan
 from tfaudit.analysis.render import OutputFormat, render, sarif_document
 from tfaudit.errors import PlanError
