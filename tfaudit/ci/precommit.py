@@ -187,7 +187,7 @@ def _analyze(root: Path, plan_file: str, opts: PlanOptions, env: Mapping[str, st
     from tfaudit.analysis import analyse_input
     from tfaudit.analysis.engine import Analyzer
     from tfaudit.analysis.policy import Policy
-    from tfaudit.analysis.render import OutputFormat, render
+    from tfaudit.analysis.formats import OutputFormat, render
     from tfaudit.config import load_config
 
     policy = Policy.from_config(load_config(env.get("TFAUDIT_CONFIG"), root))

@@ -42,10 +42,10 @@ def fail_on(value: str) -> Severity:
 
 def output_format(value: str) -> OutputFormat:
     """analyze --format."""
-    from tfaudit.analysis.render import OutputFormat  # the analysis modules load only when analyze runs
+    from tfaudit.analysis.formats import OutputFormat  # the analysis modules load only when analyze runs
 
     return parser("--format", OutputFormat)(value)
 
 
 if TYPE_CHECKING:
-    from tfaudit.analysis.render import OutputFormat
+    from tfaudit.analysis.formats import OutputFormat

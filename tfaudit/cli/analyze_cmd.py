@@ -40,7 +40,7 @@ def analyze(
     from tfaudit.analysis import analyse_input
     from tfaudit.analysis.engine import Analyzer
     from tfaudit.analysis.policy import Policy
-    from tfaudit.analysis.render import OutputFormat, render
+    from tfaudit.analysis.formats import OutputFormat, render
     from tfaudit.config import load_config
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
