@@ -1,6 +1,6 @@
 """Closed choices of the command line as enums: typer parses them, one error wording for a bad value.
 
-The enums live with the code that uses them (records.Severity, analysis.render.OutputFormat) and
+The enums live with the code that uses them (records.Severity, analysis.formats.OutputFormat) and
 are imported when an option is parsed, so starting tfaudit loads neither.
 """
 
