@@ -284,12 +284,12 @@ def _sarif_result(f: Finding, index: Mapping[str, int], artifacts: _Artifacts) -
 
 
 <<<<<<< HEAD
-def render_sarif(report: Report, out: TextIO, rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
+def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
     json.dump(sarif_document(report, rules, config_dir), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
-def render(fmt: OutputFormat, report: Report, out: TextIO, *, fail_on: Severity | str | None,
+def render(fmt: OutputFormat, report: AnalysisReport, out: TextIO, *, fail_on: Severity | str | None,
            rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
 =======
 def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo]) -> None:
