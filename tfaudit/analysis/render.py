@@ -283,7 +283,6 @@ def _sarif_result(f: Finding, index: Mapping[str, int], artifacts: _Artifacts) -
     return result
 
 
-<<<<<<< HEAD
 def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
     json.dump(sarif_document(report, rules, config_dir), out, indent=2, ensure_ascii=False)
     out.write("\n")
@@ -291,15 +290,6 @@ def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleIn
 
 def render(fmt: OutputFormat, report: AnalysisReport, out: TextIO, *, fail_on: Severity | str | None,
            rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
-=======
-def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo]) -> None:
-    json.dump(sarif_document(report, rules), out, indent=2, ensure_ascii=False)
-    out.write("\n")
-
-
-def render(fmt: OutputFormat, report: AnalysisReport, out: TextIO, *, fail_on: Severity | str | None,
-           rules: Mapping[str, RuleInfo]) -> None:
->>>>>>> main
     if fmt is OutputFormat.TABLE:
         render_table(report, out, fail_on)
     elif fmt is OutputFormat.MARKDOWN:
