@@ -18,7 +18,7 @@ from conftest import ROOT, CliResult
 from tfaudit.analysis import stream as stream_mod
 from tfaudit.analysis.rules.catalog import RULES
 from tfaudit.analysis.engine import Analyzer, AnalysisReport, analyse_bytes, analyse_file, analyse_plan
-from tfaudit.analysis.render import OutputFormat, render, sarif_document
+from tfaudit.analysis.formats import OutputFormat, render, sarif_document
 from tfaudit.errors import PlanError
 from tfaudit.parse.plan import load_plans
 
