@@ -58,7 +58,7 @@ def analyze(
     gate_on = resolve_fail_on(fail_on, os.environ, policy.settings.fail_on)
     report = analyse_input(plan, analyzer, env=os.environ, tf_path=tf_path, chdir=chdir)
     out = sys.stdout
-    render(fmt, report, out, fail_on=gate_on, rules=analyzer.info)
+    render(fmt, report, out, fail_on=gate_on, rules=analyzer.info, config_dir=work_dir)
     out.flush()
     gate = report.gate(gate_on)
     if gate.blocked:
