@@ -60,6 +60,7 @@ class Verdict(NamedTuple):
     rtype: str | None = None
     run_id: str | None = None
     key_id: str | None = None  # the given key that verified its signature
+    workspace: str | None = None  # run.workspace, for the per-workspace summary
 
 
 def _digest(line: bytes) -> str:
@@ -93,10 +94,12 @@ def judge_line(n: int, raw: bytes, by_id: Mapping[str, Verifier] | None) -> Verd
     chain = rec.get("chain")
     seq, prev = (chain.get("seq"), chain.get("prev")) if isinstance(chain, dict) else (None, None)
     run = rec.get("run")
-    run_id = run.get("id") if isinstance(run, dict) else None
+    run = run if isinstance(run, dict) else {}
+    run_id, ws = run.get("id"), run.get("workspace")
     rid, rtype = rec.get("id"), rec.get("type")
     return Verdict(n, digest, tuple(problems), True, seq, prev, rid if isinstance(rid, str) else None,
-                   rtype if isinstance(rtype, str) else None, run_id if isinstance(run_id, str) else None, key_id)
+                   rtype if isinstance(rtype, str) else None, run_id if isinstance(run_id, str) else None, key_id,
+                   str(ws) if ws is not None else None)
 
 
 def _signature(rec: dict[str, Any], line: bytes, by_id: Mapping[str, Verifier] | None,

@@ -24,8 +24,8 @@ from typing import Any
 from tfaudit.errors import VerificationError
 from tfaudit.trail.jsonline import MAX_LINE_BYTES
 from tfaudit.trail.judge import ProblemKind, Verdict, judge_chain, judge_line
-from tfaudit.trail.ledger import Ledger
 from tfaudit.trail.signing import Verifier
+from tfaudit.trail.store import LedgerStore, open_store
 
 __all__ = ["Problem", "ProblemKind", "Report", "verify_ledger"]
 
@@ -51,8 +51,26 @@ class Report:
     runs: int = 0
     last_seq: int = 0
     head: str | None = None  # digest of the last line: pin it elsewhere to detect truncation
+    local_path: Path | None = None  # the file of a file store; None for a shared store
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    # per workspace (run.workspace): records, runs, first/last seq, problems on its lines
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def count(self, n: int, workspace: str | None, rtype: str | None) -> None:
+        ws = workspace if workspace is not None else "(none)"
+        entry = self.workspaces.setdefault(ws, {"records": 0, "runs": 0, "first_seq": n, "last_seq": n, "problems": 0})
+        entry["records"] += 1
+        entry["last_seq"] = n
+        entry["runs"] += rtype == "run.started"
+        self._line_ws[n] = ws
+
+    def tally_problems(self) -> None:
+        for p in self.problems:
+            ws = self._line_ws.get(p.line) if p.line is not None else None
+            if ws is not None:
+                self.workspaces[ws]["problems"] += 1
 
     @property
     def ok(self) -> bool:
@@ -79,12 +97,13 @@ class Report:
             "head": self.head,
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
+            "workspaces": {ws: {**v, "ok": not v["problems"]} for ws, v in sorted(self.workspaces.items())},
         }
 
 
-def verify_ledger(path: Path, verifiers: Sequence[Verifier] | None, *, signatures: bool = True,
+def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier] | None, *, signatures: bool = True,
                   chain_only: bool = False, jobs: int | None = None) -> Report:
-    """Verify the ledger at `path` against the public keys `verifiers`.
+    """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore) against `verifiers`.
 
     `signatures=False`: every check but the signatures (a report without a key says so).
     `chain_only`: only sequence and hash chain, found without decoding lines.
@@ -94,12 +113,13 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier] | None, *, signature
     if signatures and not verifiers:
         raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
     by_id = {v.key_id: v for v in verifiers or ()} if signatures else None
-    report = Report(str(path))
-    lines = Ledger(path).lines()
+    store = source if isinstance(source, LedgerStore) else open_store(source)
+    report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
+    report.local_path = store.local_path
     if jobs is None:
-        jobs = _default_jobs(path)
+        jobs = _default_jobs(store.local_path)
     fold = _Fold(report)
-    for verdict in _verdicts(lines, by_id, chain_only, jobs):
+    for verdict in _verdicts(store.lines(), by_id, chain_only, jobs):
         fold.add(verdict)
     fold.finish()
     return report
@@ -125,6 +145,7 @@ class _Fold:
             self.prev_digest, self.expected_seq = v.digest, self.expected_seq + 1
             return
         report.records += 1
+        report.count(n, v.workspace, v.rtype)
         if v.key_id:
             report.key_ids.add(v.key_id)
         if v.seq != self.expected_seq:
@@ -171,10 +192,13 @@ class _Fold:
         if report.lines == 0:
             report.add(None, ProblemKind.EMPTY, "the ledger is empty")
         report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        report.tally_problems()
 
 
 # --- judging lines, in this process or in one worker per core ---------------------------------
-def _default_jobs(path: Path) -> int:
+def _default_jobs(path: Path | None) -> int:
+    if path is None:
+        return 1  # a shared store: lines arrive over the network, one process keeps up
     try:
         size = path.stat().st_size
     except OSError:
