@@ -124,3 +124,22 @@ def test_the_readme_names_no_tag_that_does_not_exist() -> None:
     text = README.read_text()
     assert "@v0.1.0" not in text and "rev: v0.1.0" not in text and "ref: v0.1.0" not in text
     assert "pip install tfaudit" not in (ROOT / "ci" / "gitlab" / "tfaudit.gitlab-ci.yml").read_text()
+
+
+def test_the_lock_pins_exactly_what_tfaudit_needs_at_versions_pyproject_allows() -> None:
+    """requirements.lock (scripts/lock.py) is the run-time closure of this venv, which _venv.sh builds under it."""
+    import tomllib
+
+    from pip._vendor.packaging.requirements import Requirement
+
+    from offline_pip import closure
+
+    def key(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    lock = {key(n): v for n, v in (ln.split("==") for ln in (ROOT / "requirements.lock").read_text().splitlines()
+                                   if ln and not ln.startswith("#"))}
+    assert lock == {key(d.metadata["Name"]): d.version for d in closure("tfaudit")}
+    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        req = Requirement(spec)
+        assert req.specifier.contains(lock[key(req.name)]), (spec, lock[key(req.name)])
