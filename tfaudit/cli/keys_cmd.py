@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from tfaudit.trail.signing import generate_keypair, load_signer
-
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -16,6 +14,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Overwrite an existing key."),
     ) -> int:
         """Write an Ed25519 private key (mode 0600) at PATH and its public key at PATH.pub."""
+        from tfaudit.trail.signing import generate_keypair, load_signer
+
         priv, pub = generate_keypair(path, overwrite=force)
         signer = load_signer(priv)
         typer.echo(f"private key: {priv} (keep it secret)\npublic key:  {pub}\nkey id:      {signer.key_id}")

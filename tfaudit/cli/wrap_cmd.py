@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from tfaudit.terraform.binary import extract_chdir
-
 if TYPE_CHECKING:
     from tfaudit.run.apply import Invocation
 
@@ -29,6 +27,7 @@ def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key
                config: str | None, tf_path: str | None, checkpoints: str | None = None,
                fail_on: str | None = None) -> Invocation:
     from tfaudit.run.apply import Invocation
+    from tfaudit.terraform.binary import extract_chdir
 
     chdir, args = extract_chdir(ctx.args)
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
