@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit.errors import DeliveryError, ExitCode, SinkError, TfauditError
 from tfaudit.redact import Redactor
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
 
-log = structlog.get_logger("tfaudit.delivery")
+log = get_logger("tfaudit.delivery")
 
 _JOIN_GRACE_SECONDS = 5.0
 
