@@ -58,6 +58,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.export_cmd",  # export
     "tfaudit.cli.delivery_cmd",  # flush, status, kms-pubkey
     "tfaudit.cli.keys_cmd",  # keygen
+    "tfaudit.cli.ledger_cmd",  # ledger repair
     "tfaudit.cli.config_cmd",  # config validate
     "tfaudit.cli.precommit_cmd",  # hook
     "tfaudit.cli.ci_cmd",  # ci

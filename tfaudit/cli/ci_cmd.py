@@ -74,7 +74,7 @@ def run(
     if argv[0] == "ci":
         raise UsageError("tfaudit ci run cannot run itself")
     ledger = _inner_ledger(argv)
-    offset = step.ledger_size(ledger)
+    offset = step.ledger_mark(ledger)
     with _proc.forwarding_signals() as fwd:
         rc = _proc.run_streaming([sys.executable, "-m", "tfaudit", *argv], on_line=None, env=os.environ, forwarder=fwd)
     result = step.summarise(rc, step.records_after(ledger, offset), str(ledger))

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.trail.ledger import Ledger
 from tfaudit.schema import schema_errors
 from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
+from tfaudit.trail.store import open_store
 
 
 class ProblemKind(str, Enum):
@@ -99,7 +99,7 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
     open_runs: dict[str, int] = {}
     finished_runs: set[str] = set()
 
-    for n, raw in Ledger(path).lines():
+    for n, raw in open_store(path).snapshot().lines():
         report.lines = n
         line = raw[:-1] if raw.endswith(b"\n") else raw
         torn = not raw.endswith(b"\n")
