@@ -365,7 +365,8 @@ def _check_binding_and_identity(session: Session, plan_sha: str, saved_plan: tup
     findings: list[dict[str, Any]] = []
     if saved_plan is not None:
         given, path = saved_plan
-        found = binding.lookup(session.ledger, plan_sha, path, session.signer)
+        found = binding.lookup(session.ledger, plan_sha, path, session.signer,
+                               binding.accepted_verifiers(session.config.section("plan_keys", ())))
         bound_to = found.link()
         if bound_to is None and session.config.section("require_recorded_plan", False):
             refusal = binding.refusal(found, given, plan_sha)
