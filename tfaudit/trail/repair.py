@@ -118,7 +118,7 @@ class Repaired:
 def repair_ledger(store: LedgerStore, signer: Signer, actor: Mapping[str, Any], cwd: Path) -> Repaired | None:
     """Move a file ledger's torn tail aside with a signed `ledger.repaired` record; None when the
     ledger ends cleanly (nothing is written then)."""
-    from tfaudit import __version__, records
+    from tfaudit import records
 
     path = file_ledger(store)
     cut = getattr(store, "cut_torn_tail", None)
@@ -128,8 +128,8 @@ def repair_ledger(store: LedgerStore, signer: Signer, actor: Mapping[str, Any], 
         raise LedgerNotFound(f"ledger {path} does not exist", hint="check the path (or --ledger)")
 
     def make(torn: TornTail, tail: Tail) -> dict[str, Any]:
-        run = records.RunInfo(id=records.RunId(records.new_id()), command="ledger repair", args=(), tool="tfaudit",
-                              tool_version=__version__, workspace="", working_dir=str(cwd))
+        run = records.RunInfo(id=records.RunId(records.new_id()), command="ledger repair", args=(), tool="unknown",
+                              tool_version=None, workspace="", working_dir=str(cwd))
         return records.base_record(REPAIRED, run, actor, detail=torn.detail(tail.seq))
 
     done = cut(make, signer)

@@ -21,7 +21,8 @@ from typing import Any
 from tfaudit.errors import VerificationError
 from tfaudit.schema import schema_errors
 from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
-from tfaudit.trail.store import open_store
+from tfaudit.trail.repair import check_repairs
+from tfaudit.trail.store import LedgerStore, LedgerView, open_store
 
 
 class ProblemKind(str, Enum):
@@ -37,6 +38,7 @@ class ProblemKind(str, Enum):
     UNFINISHED_RUN = "unfinished_run"
     ORPHAN_FINISH = "orphan_finish"
     EMPTY = "empty"
+    REPAIR = "repair"  # a ledger.repaired record whose quarantine file is missing or changed
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Report:
     head: str | None = None  # digest of the last line: pin it elsewhere to detect truncation
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # `tfaudit ledger repair` moved a torn tail aside
 
     @property
     def ok(self) -> bool:
@@ -85,6 +88,7 @@ class Report:
             "head": self.head,
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
+            "repairs": list(self.repairs),
         }
 
 
@@ -99,7 +103,9 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
     open_runs: dict[str, int] = {}
     finished_runs: set[str] = set()
 
-    for n, raw in open_store(path).snapshot().lines():
+    store = open_store(path)
+    view = store.snapshot()
+    for n, raw in view.lines():
         report.lines = n
         line = raw[:-1] if raw.endswith(b"\n") else raw
         torn = not raw.endswith(b"\n")
@@ -175,8 +181,28 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
                    f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
     if report.lines == 0:
         report.add(None, ProblemKind.EMPTY, "the ledger is empty")
+    check_repairs_step(store, view, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
     return report
+
+
+def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
+    """A step of its own after the line checks: each `ledger.repaired` record is reported as a repair,
+    and its quarantine file must still hold the bytes it names (tfaudit.trail.repair)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for n, raw in view.lines():
+        if b'"type":"ledger.repaired"' not in raw:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # the line checks reported it
+        if isinstance(rec, dict):
+            found.append((n, rec))
+    for seen in check_repairs(store, found):
+        report.repairs.append(seen.describe())
+        if seen.problem:
+            report.add(seen.line, ProblemKind.REPAIR, seen.problem)
 
 
 def _check_signature(n: int, rec: dict[str, Any], by_id: dict[str, Verifier], report: Report) -> None:
