@@ -26,16 +26,10 @@ def _inner_ledger(args: list[str]) -> Path:
     """The ledger the wrapped command will write: its --ledger, else the runner's own resolution."""
     from tfaudit.config import load_config
     from tfaudit.run.apply import Invocation, resolve_ledger_path
-    from tfaudit.terraform.binary import extract_chdir
+    from tfaudit.terraform.args import extract_chdir, own_option
 
     chdir, rest = extract_chdir(args)
-    opts: dict[str, str | None] = {"--ledger": None, "--config": None}
-    for i, a in enumerate(rest):
-        for name in opts:
-            if a == name and i + 1 < len(rest):
-                opts[name] = rest[i + 1]
-            elif a.startswith(name + "="):
-                opts[name] = a.split("=", 1)[1]
+    opts = {name: own_option(rest, name) for name in ("--ledger", "--config")}
     work = Path(chdir).resolve() if chdir else Path.cwd()
     cfg = load_config(opts["--config"] or os.environ.get("TFAUDIT_CONFIG"), work)
     inv = Invocation(command=rest[0] if rest else "", ledger=opts["--ledger"], chdir=chdir)
@@ -45,6 +39,7 @@ def _inner_ledger(args: list[str]) -> Path:
 @ci_app.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                          "help_option_names": ["--help"]})
 def run(
+    ctx: typer.Context,
     args: Optional[List[str]] = typer.Argument(None, help="The tfaudit command and its arguments, after --."),
     command: Optional[str] = typer.Option(None, "--command", envvar="TFAUDIT_COMMAND",
                                           help="The tfaudit command as one string (split like a shell, never run by one)."),
@@ -56,7 +51,6 @@ def run(
                                                  help="github (key=value) or dotenv (TFAUDIT_KEY=value, for GitLab reports)."),
 ) -> int:
     """Run a tfaudit command; then summarise the records it wrote (Markdown) and set outputs: outcome, exit-code, records, changes, succeeded, failed, findings, run-id, plan-sha256."""
-    from tfaudit.terraform import proc as _proc
     from tfaudit.report import markdown, step
 
     argv = list(args or [])
@@ -75,8 +69,8 @@ def run(
         raise UsageError("tfaudit ci run cannot run itself")
     ledger = _inner_ledger(argv)
     offset = step.ledger_mark(ledger)
-    with _proc.forwarding_signals() as fwd:
-        rc = _proc.run_streaming([sys.executable, "-m", "tfaudit", *argv], on_line=None, env=os.environ, forwarder=fwd)
+    # the command runs in this process, through the same entry point (and error handler) as `tfaudit ...`
+    rc = int(ctx.obj["run"](argv))
     result = step.summarise(rc, step.records_after(ledger, offset), str(ledger))
     text = markdown.step_markdown(result.runs, str(ledger), argv, rc, result.seqs)
     if summary:
@@ -90,5 +84,7 @@ def run(
     return rc
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(ci_app, name="ci")
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
+
+
+commands.add_typer(ci_app, name="ci")

@@ -41,5 +41,7 @@ def _present(cfg: object) -> set[str]:
     return present | set(cfg.sections)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(config_app, name="config")
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
+
+
+commands.add_typer(config_app, name="config")

@@ -153,34 +153,36 @@ def consistency(
     return 0
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(prove_app, name="prove")
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-    @app.command("verify-proof")
-    def verify_proof(
-        proof_file: Path = typer.Argument(..., help="A proof file written by 'tfaudit prove'."),
-        public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY",
-                                                        help="Public key(s) that must have signed the checkpoint(s) "
-                                                        "and the record (repeatable)."),
-    ) -> int:
-        """Check a proof without the ledger; with --public-key, also who signed its root."""
-        from tfaudit.trail.proofs import verify_proof as check
-        from tfaudit.trail.signing import load_verifier
 
-        try:
-            doc = json.loads(proof_file.read_text("utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"proof file {proof_file} does not exist") from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise InputError(f"proof file {proof_file} is not readable JSON: {e}") from None
-        verifiers = [load_verifier(p) for p in public_key or []]
-        result = check(doc, verifiers)
-        typer.echo(f"OK: {result.summary}")
-        for line in result.details:
-            typer.echo(f"  {line}")
-        if not result.authenticated:
-            typer.echo("  not authenticated: pass --public-key PUB to check who signed the root")
-        return int(ExitCode.OK)
+commands.add_typer(prove_app, name="prove")
+
+@commands.command("verify-proof")
+def verify_proof(
+    proof_file: Path = typer.Argument(..., help="A proof file written by 'tfaudit prove'."),
+    public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY",
+                                                    help="Public key(s) that must have signed the checkpoint(s) "
+                                                    "and the record (repeatable)."),
+) -> int:
+    """Check a proof without the ledger; with --public-key, also who signed its root."""
+    from tfaudit.trail.proofs import verify_proof as check
+    from tfaudit.trail.signing import load_verifier
+
+    try:
+        doc = json.loads(proof_file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"proof file {proof_file} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"proof file {proof_file} is not readable JSON: {e}") from None
+    verifiers = [load_verifier(p) for p in public_key or []]
+    result = check(doc, verifiers)
+    typer.echo(f"OK: {result.summary}")
+    for line in result.details:
+        typer.echo(f"  {line}")
+    if not result.authenticated:
+        typer.echo("  not authenticated: pass --public-key PUB to check who signed the root")
+    return int(ExitCode.OK)
 
 
 # --- `tfaudit verify --checkpoints SRC / --dsse FILE` (called from verify_cmd) ----------------------

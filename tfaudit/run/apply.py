@@ -33,7 +33,8 @@ from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import Redactor
 from tfaudit.ui.stream import StreamRenderer
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
-from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file, split_args
+from tfaudit.terraform.args import plan_out, split_args
+from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
 
 log = structlog.get_logger("tfaudit")
 
@@ -442,17 +443,14 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     session = open_session(inv, env, console)
     tf = session.tf
     args = list(inv.tf_args)
-    out_arg = next((a for a in args if a.startswith(("-out=", "--out="))), None)
-    if out_arg is None and "-out" in args:
-        i = args.index("-out")
-        out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
+    out_arg = plan_out(args)
     run_id = records.new_id()
     from tfaudit.run.state import load_state, record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, load_state(tf), run_id, "plan")
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if out_arg:
-            plan_path = out_arg.split("=", 1)[1]
+            plan_path = out_arg
             plan_abs = Path(plan_path) if Path(plan_path).is_absolute() else tf.working_dir / plan_path
             rc = tf.run(["plan", *args], forwarder=fwd)
         else:
@@ -470,7 +468,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     run = records.RunInfo(
         id=records.RunId(run_id), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
         tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
-        plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
+        plan_sha256=plan_sha, plan_file=out_arg)
     from tfaudit.run.risk import analyse_run
 
     analysis = analyse_run(session, plan)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import records
 from tfaudit.errors import UsageError
 from tfaudit.parse.state import State, parse_state
+from tfaudit.terraform.args import positionals
 
 if TYPE_CHECKING:
     from tfaudit.run.apply import Console, Invocation, Session
@@ -205,24 +206,6 @@ def load_state(tf: Terraform) -> State | None:
     return read_state(tf)[1]
 
 
-def _positionals(args: Sequence[str]) -> list[str]:
-    from tfaudit.terraform.binary import flag_name
-
-    out: list[str] = []
-    skip = False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        name = flag_name(a)
-        if name is None:
-            out.append(a)
-        elif name in ("state", "state-out", "backup", "var", "var-file", "lock-timeout", "config",
-                      "provider", "chdir") and "=" not in a:
-            skip = True
-    return out
-
-
 def state_diff(before: State | None, after: State | None, subcommand: str, args: Sequence[str]) -> dict[str, Any]:
     b = {r.address: r for r in (before.resources if before else ()) if r.deposed is None}
     a = {r.address: r for r in (after.resources if after else ()) if r.deposed is None}
@@ -230,7 +213,7 @@ def state_diff(before: State | None, after: State | None, subcommand: str, args:
     appeared = sorted(set(a) - set(b))
     moved: list[dict[str, str]] = []
     if subcommand == "state mv":
-        pos = _positionals(args)
+        pos = positionals(args)
         if len(pos) >= 2:
             src, dst = pos[-2], pos[-1]
             for v in list(vanished):

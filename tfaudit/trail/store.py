@@ -35,6 +35,7 @@ the file store never imports boto3 or psycopg.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +127,36 @@ class LedgerStore(Protocol):
         ...
 
 
+class SeqView:
+    """A snapshot for stores whose positions are chain seqs and whose lines never change once
+    committed (S3, PostgreSQL): the tail is read once, and reads stop at it."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self._tail = store.tail()
+
+    def tail(self) -> Tail:
+        return self._tail
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        if start > self._tail.seq:
+            return
+        for n, raw in self._store.lines(start):
+            if n > self._tail.seq:
+                return
+            yield n, raw
+
+    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
+        for n, raw in self._store.lines_backward():
+            if n <= self._tail.seq:
+                yield n, raw
+
+
 # scheme -> "module:Class"; each class is built with `Class.from_url(url, env)`
 STORES: dict[str, str] = {
     "file": "tfaudit.trail.ledger:Ledger",
+    "s3": "tfaudit.trail.stores.s3:S3Store",
+    "postgresql": "tfaudit.trail.stores.postgres:PostgresStore",
 }
 
 
@@ -151,7 +179,7 @@ def open_store(url: str | Path, env: Mapping[str, str] | None = None) -> LedgerS
         raise UsageError(f"unknown ledger store {text!r}",
                          hint=f"give a file path{', or one of ' + known if known else ''}")
     mod, _, cls = target.partition(":")
-    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, env or {})
+    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, os.environ if env is None else env)
     return store
 
 

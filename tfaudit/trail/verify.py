@@ -59,9 +59,28 @@ class Report:
     runs: int = 0
     last_seq: int = 0
     head: str | None = None  # digest of the last line: pin it elsewhere to detect truncation
+    local_path: Path | None = None  # the file of a file store; None for a shared store
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)  # `tfaudit ledger repair` moved a torn tail aside
+    # per workspace (run.workspace): records, runs, first/last seq, problems on its lines
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def count(self, n: int, rec: dict[str, Any]) -> None:
+        run = rec.get("run")
+        ws = str(run.get("workspace")) if isinstance(run, dict) and run.get("workspace") is not None else "(none)"
+        entry = self.workspaces.setdefault(ws, {"records": 0, "runs": 0, "first_seq": n, "last_seq": n, "problems": 0})
+        entry["records"] += 1
+        entry["last_seq"] = n
+        entry["runs"] += rec.get("type") == "run.started"
+        self._line_ws[n] = ws
+
+    def tally_problems(self) -> None:
+        for p in self.problems:
+            ws = self._line_ws.get(p.line) if p.line is not None else None
+            if ws is not None:
+                self.workspaces[ws]["problems"] += 1
 
     @property
     def ok(self) -> bool:
@@ -88,22 +107,25 @@ class Report:
             "head": self.head,
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
+            "workspaces": {ws: {**v, "ok": not v["problems"]} for ws, v in sorted(self.workspaces.items())},
             "repairs": list(self.repairs),
         }
 
 
-def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
+def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier]) -> Report:
+    """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore)."""
     if not verifiers:
         raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
     by_id = {v.key_id: v for v in verifiers}
-    report = Report(str(path))
+    store = source if isinstance(source, LedgerStore) else open_store(source)
+    report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
+    report.local_path = store.local_path
     expected_seq = 1
     prev_digest: str | None = None
     seen_ids: dict[str, int] = {}
     open_runs: dict[str, int] = {}
     finished_runs: set[str] = set()
 
-    store = open_store(path)
     view = store.snapshot()
     for n, raw in view.lines():
         report.lines = n
@@ -128,6 +150,7 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
             expected_seq += 1
             continue
         report.records += 1
+        report.count(n, rec)
 
         for err in schema_errors(rec)[:3]:
             report.add(n, ProblemKind.SCHEMA, f"schema: {err}")
@@ -183,6 +206,7 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
         report.add(None, ProblemKind.EMPTY, "the ledger is empty")
     check_repairs_step(store, view, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+    report.tally_problems()
     return report
 
 
