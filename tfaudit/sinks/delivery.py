@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit.errors import DeliveryError, ExitCode, InputError, LedgerNotFound, SinkError, TfauditError
 from tfaudit.redact import Redactor
@@ -29,7 +29,7 @@ from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
 from tfaudit.trail.store import open_store
 
-log = structlog.get_logger("tfaudit.delivery")
+log = get_logger("tfaudit.delivery")
 
 _JOIN_GRACE_SECONDS = 5.0
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit.config import Config
 from tfaudit.errors import DeliveryError, ExitCode, InputError, LedgerError, UsageError, VerificationError
@@ -19,7 +19,7 @@ from tfaudit.trail.checkpoints.settings import CheckpointFailure, CheckpointSett
 from tfaudit.trail.signing import Signer, Verifier
 from tfaudit.trail.store import LedgerStore, open_store, read_lines
 
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 
 
 @dataclass(frozen=True)
