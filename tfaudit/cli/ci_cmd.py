@@ -73,7 +73,7 @@ def run(
     if argv[0] == "ci":
         raise UsageError("tfaudit ci run cannot run itself")
     ledger = _inner_ledger(argv)
-    offset = step.ledger_size(ledger)
+    offset = step.ledger_mark(ledger)
     # the command runs in this process, through the same entry point (and error handler) as `tfaudit ...`
     rc = int(ctx.obj["run"](argv))
     result = step.summarise(rc, step.records_after(ledger, offset), str(ledger))
