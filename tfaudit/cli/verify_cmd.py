@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.trail.signing import load_verifier
-from tfaudit.trail.verify import Report, verify_ledger
+
+if TYPE_CHECKING:
+    from tfaudit.trail.verify import Report
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -35,9 +36,14 @@ def verify(
     if chain_only:
         if ledger is None or checkpoints or dsse:
             raise UsageError("--chain-only checks a LEDGER alone", hint="drop --checkpoints/--dsse, give a LEDGER")
-        return _render_chain_only(ledger, verify_ledger(ledger, (), chain_only=True), as_json)
+        from tfaudit.trail.verify import verify_ledger as verify_chain
+
+        return _render_chain_only(ledger, verify_chain(ledger, (), chain_only=True), as_json)
     if not public_key:
         raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    from tfaudit.trail.signing import load_verifier
+    from tfaudit.trail.verify import verify_ledger
+
     verifiers = [load_verifier(p) for p in public_key]
     if ledger is None and dsse is None:
         raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")
@@ -53,6 +59,8 @@ def verify(
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
     elif report is not None:
+        for r in report.repairs:
+            typer.echo(f"{ledger}: {r}")
         for p in report.problems:
             where = f"line {p.line}" if p.line is not None else "ledger"
             typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")

@@ -23,7 +23,7 @@ from typing import Any
 from tfaudit.errors import InputError, VerificationError
 from tfaudit.trail.recordsig import SignatureProblem, verify_record
 from tfaudit.trail.signing import Signer, Verifier, canonical
-from tfaudit.trail.jsonline import BadLine, parse_line
+from tfaudit.trail.jsonline import BadLine, decode_value, parse_line
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -102,10 +102,12 @@ def sign_envelope(stmt: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
 
 
 def envelopes(ledger: Path, signer: Signer, run_prefix: str | None = None) -> Iterator[dict[str, Any]]:
-    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.store import open_existing
+
+    store = open_existing(ledger)
 
     def parsed() -> Iterator[tuple[bytes, dict[str, Any]]]:
-        for _, raw in Ledger(ledger).lines():
+        for _, raw in store.lines():
             line = raw.rstrip(b"\n")
             try:
                 yield line, parse_line(line)
@@ -170,9 +172,9 @@ class EnvelopeReport:
 
 def _check_statement(payload: bytes, verifiers: Sequence[Verifier], ledger_lines: set[bytes] | None) -> tuple[str, int]:
     try:
-        stmt = json.loads(payload)
-    except ValueError:
-        raise VerificationError("statement: payload is not JSON") from None
+        stmt = decode_value(payload)  # strict: no NaN, no deep nesting, no lone surrogates
+    except BadLine as e:
+        raise VerificationError(f"statement: payload is not strict JSON ({e.message})") from None
     if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE:
         raise VerificationError(f"statement: _type is not {STATEMENT_TYPE}")
     if stmt.get("predicateType") != PREDICATE_TYPE:
@@ -219,20 +221,20 @@ def verify_envelope_file(path: Path, verifiers: Sequence[Verifier], ledger: Path
         raise InputError(f"cannot read envelope file {path}: {e}") from e
     ledger_lines: set[bytes] | None = None
     if ledger is not None:
-        from tfaudit.trail.checkpoints import read_lines
+        from tfaudit.trail.store import read_lines
 
         ledger_lines = set(read_lines(ledger))
     docs: list[tuple[int, Any]] = []
     try:
         whole = json.loads(text)
         docs = [(1, e) for e in whole] if isinstance(whole, list) else [(1, whole)]
-    except ValueError:
+    except (ValueError, RecursionError):
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    docs.append((n, json.loads(line)))
-                except ValueError:
-                    report.problems.append((n, "not JSON"))
+                    docs.append((n, decode_value(line.encode("utf-8", "surrogatepass"))))
+                except BadLine as e:
+                    report.problems.append((n, f"not JSON ({e.message})"))
     for n, env in docs:
         report.envelopes += 1
         try:

@@ -39,6 +39,7 @@ class ProblemKind(str, Enum):
     UNFINISHED_RUN = "unfinished_run"
     ORPHAN_FINISH = "orphan_finish"
     EMPTY = "empty"
+    REPAIR = "repair"  # a ledger.repaired record whose quarantine file is missing or changed
 
 
 _FAULT_KIND: dict[LineFault, ProblemKind] = {

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.trail.jsonline import MAX_LINE_BYTES
+from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, parse_line
 from tfaudit.trail.judge import ProblemKind, Verdict, judge_chain, judge_line
+from tfaudit.trail.repair import check_repairs
 from tfaudit.trail.signing import Verifier
-from tfaudit.trail.store import LedgerStore, open_store
+from tfaudit.trail.store import LedgerStore, LedgerView, open_store
 
 __all__ = ["Problem", "ProblemKind", "Report", "verify_ledger"]
 
@@ -54,6 +55,7 @@ class Report:
     local_path: Path | None = None  # the file of a file store; None for a shared store
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # `tfaudit ledger repair` moved a torn tail aside
     # per workspace (run.workspace): records, runs, first/last seq, problems on its lines
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
@@ -98,6 +100,7 @@ class Report:
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
             "workspaces": {ws: {**v, "ok": not v["problems"]} for ws, v in sorted(self.workspaces.items())},
+            "repairs": list(self.repairs),
         }
 
 
@@ -119,9 +122,14 @@ def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier
     if jobs is None:
         jobs = _default_jobs(store.local_path)
     fold = _Fold(report)
-    for verdict in _verdicts(store.lines(), by_id, chain_only, jobs):
+    view = store.snapshot()
+    for verdict in _verdicts(view.lines(), by_id, chain_only, jobs):
         fold.add(verdict)
     fold.finish()
+    if not chain_only:
+        check_repairs_step(store, view, report)
+    report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+    report.tally_problems()
     return report
 
 
@@ -191,8 +199,23 @@ class _Fold:
                        f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
         if report.lines == 0:
             report.add(None, ProblemKind.EMPTY, "the ledger is empty")
-        report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
-        report.tally_problems()
+
+
+def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
+    """A step of its own after the line checks: each `ledger.repaired` record is reported as a repair,
+    and its quarantine file must still hold the bytes it names (tfaudit.trail.repair)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for n, raw in view.lines():
+        if b'"type":"ledger.repaired"' not in raw:
+            continue
+        try:
+            found.append((n, parse_line(raw)))
+        except BadLine:
+            continue  # the line checks reported it
+    for seen in check_repairs(store, found):
+        report.repairs.append(seen.describe())
+        if seen.problem:
+            report.add(seen.line, ProblemKind.REPAIR, seen.problem)
 
 
 # --- judging lines, in this process or in one worker per core ---------------------------------
