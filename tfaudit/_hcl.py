@@ -21,10 +21,10 @@ def load_hcl(path: Path) -> dict[str, Any]:
 
     if not path.exists() and not path.is_symlink():
         raise ConfigError(f"config file {path} does not exist", hint="create it, or drop --config/TFAUDIT_CONFIG")
-    data = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file", error=ConfigError,
+    raw = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file", error=ConfigError,
                         hint="a .tfaudit.hcl holds settings and rules; keep it under the limit")
     try:
-        text = data.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not UTF-8 (undecodable byte at offset {e.start})") from None
     try:

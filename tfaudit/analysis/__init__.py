@@ -34,7 +34,7 @@ def analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf
 
 
 def _analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf_path: str | None,
-                   chdir: str | None, stdin: BinaryIO | None) -> Report:
+                   chdir: str | None, stdin: BinaryIO | None) -> AnalysisReport:
     from tfaudit.analysis.engine import analyse_bytes, analyse_file
     from tfaudit.errors import PlanError
 
