@@ -297,3 +297,16 @@ def test_a_record_too_big_for_a_line_is_refused_when_written(tmp_path: Path) -> 
     with pytest.raises(LedgerError, match="over the 16 MiB a ledger line may hold"):
         Ledger(path).append([rec], signer)
     assert path.read_bytes() == before
+
+
+def test_torn_tail_after_a_line_that_is_not_a_record_is_reported_not_fatal(ledger: tuple[Path, Path],
+                                                                            cli: Cli) -> None:
+    # found by the fuzzer: the snapshot's tail search stepped back past the torn bytes and then
+    # treated the damaged line before them as a writer would (exit 4) instead of reporting it
+    path, pub = ledger
+    lines = _lines(path)
+    path.write_bytes(b"".join(lines[:-1]) + b"z" + lines[-1][1:] + b"{")
+    rc, out, err = cli("verify", str(path), "--public-key", str(pub))
+    n = len(lines)
+    assert rc == 1 and not err, err
+    assert f"{path}:{n}: not_json: " in out and f"{path}:{n + 1}: torn_line: " in out, out

@@ -78,6 +78,10 @@ def _strict_int(text: str) -> int:
 
 
 _DECODER = json.JSONDecoder(parse_float=_strict_float, parse_int=_strict_int, parse_constant=_bad_constant)
+# Integers of up to 15 digits are always within range: lines without a longer digit run (the
+# usual case) are decoded with the C decoder's own integers, without a call per integer.
+_FAST_DECODER = json.JSONDecoder(parse_float=_strict_float, parse_constant=_bad_constant)
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
@@ -123,7 +127,8 @@ def decode_with_floats(line: bytes) -> tuple[Any, tuple[str, ...]]:
         raise BadLine(LineFault.TOO_DEEP, f"JSON nests deeper than {MAX_DEPTH} levels")
     _floats_seen.clear()
     try:
-        value, end = _DECODER.raw_decode(text, _skip_ws(text, 0))
+        decoder = _DECODER if _LONG_DIGITS.search(line) else _FAST_DECODER
+        value, end = decoder.raw_decode(text, _skip_ws(text, 0))
     except BadLine:
         raise  # a number hook's own verdict
     except json.JSONDecodeError as e:

@@ -192,7 +192,7 @@ class Ledger:
         last = filelines.last_line(fd, size)
         if last is None:
             if not strict:
-                return self._read_tail(fd, filelines.last_newline_end(fd, size))
+                return self._read_tail(fd, filelines.last_newline_end(fd, size), strict=False)
             raise LedgerError(
                 f"the ledger {self.path} ends with an incomplete line (a crash while writing, or tampering)",
                 hint="run 'tfaudit verify' on it, then 'tfaudit ledger repair' to move the torn bytes aside",
