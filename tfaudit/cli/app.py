@@ -12,7 +12,7 @@ import typer
 
 from tfaudit import logs
 from tfaudit.errors import ExitCode, TfauditError
-from tfaudit.terraform.args import parse_command_line
+from tfaudit.terraform.args import Handler, parse_command_line, route
 
 app = typer.Typer(
     name="tfaudit",
@@ -69,6 +69,11 @@ for _name in COMMAND_MODULES:
     app.registered_groups += _commands.registered_groups
 
 
+def _own_commands() -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return {n.replace("_", "-").strip("-") for n in names} | {g.name for g in app.registered_groups if g.name}
+
+
 def _cls(name: str) -> type[Exception]:
     """typer >= 0.20 vendors click: find its exception classes through a public one."""
     for klass in typer.BadParameter.__mro__:
@@ -86,6 +91,8 @@ class _GlobalsError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`tfaudit ARGS` as a process (argv None: terraform's own commands replace this process) or
+    inside another command (`tfaudit ci run`: they run as a child); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbosity = 0
     try:
@@ -94,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if line.log_format not in (None, "console", "json"):
             raise _GlobalsError(f"--log-format must be console or json, not {line.log_format!r}")
         logs.configure(line.log_format, verbosity)
+        where = route(line, _own_commands())
+        if where.handler is not Handler.TFAUDIT:
+            from tfaudit.cli.terraform_cmd import answer
+
+            return answer(where, line.chdir, os.environ, replace=argv is None)
         result = app(args=line.args, prog_name="tfaudit", standalone_mode=False,
                      obj={"chdir": line.chdir, "run": main})
         return int(result) if isinstance(result, int) else 0
