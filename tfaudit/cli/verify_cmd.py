@@ -18,7 +18,8 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command()
 def verify(
-    ledger: Optional[Path] = typer.Argument(None, help="Ledger file to check (optional with --dsse)."),
+    ledger: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Ledger file or store URL (s3://BUCKET/PREFIX, "
+                                           "postgresql://...) to check (optional with --dsse)."),
     public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
                                                     help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -38,7 +39,10 @@ def verify(
     from tfaudit.cli.prove_cmd import verify_extras
 
     report = verify_ledger(ledger, verifiers) if ledger is not None else None
-    extras = verify_extras(ledger, verifiers, checkpoints, dsse)
+    if ledger is not None and report is not None and report.local_path is None and (checkpoints or dsse):
+        raise UsageError(f"--checkpoints and --dsse check a ledger file, not {ledger}",
+                         hint="export the store to a file first ('tfaudit export')")
+    extras = verify_extras(Path(ledger) if ledger is not None else None, verifiers, checkpoints, dsse)
     ok = (report is None or report.ok) and extras.ok
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
@@ -46,6 +50,10 @@ def verify(
         for p in report.problems:
             where = f"line {p.line}" if p.line is not None else "ledger"
             typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")
+        if len(report.workspaces) > 1 or report.local_path is None:
+            for ws, v in sorted(report.workspaces.items()):
+                typer.echo(f"  workspace {ws}: {v['records']} records, {v['runs']} runs, seq {v['first_seq']}.."
+                           f"{v['last_seq']}: " + ("OK" if not v["problems"] else f"{v['problems']} problem(s)"))
         if report.ok:
             typer.echo(f"OK: {report.records} records in {report.runs} runs verified "
                        f"(seq 1..{report.last_seq}, head {report.head})")

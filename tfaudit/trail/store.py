@@ -24,6 +24,7 @@ the file store never imports boto3 or psycopg.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,8 @@ class LedgerStore(Protocol):
 # scheme -> "module:Class"; each class is built with `Class.from_url(url, env)`
 STORES: dict[str, str] = {
     "file": "tfaudit.trail.ledger:Ledger",
+    "s3": "tfaudit.trail.stores.s3:S3Store",
+    "postgresql": "tfaudit.trail.stores.postgres:PostgresStore",
 }
 
 
@@ -119,5 +122,5 @@ def open_store(url: str | Path, env: Mapping[str, str] | None = None) -> LedgerS
         raise UsageError(f"unknown ledger store {text!r}",
                          hint=f"give a file path{', or one of ' + known if known else ''}")
     mod, _, cls = target.partition(":")
-    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, env or {})
+    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, os.environ if env is None else env)
     return store
