@@ -24,6 +24,7 @@ KeyOpt = typer.Option(None, "--signing-key", metavar="PATH", envvar="TFAUDIT_SIG
 ConfigOpt = typer.Option(None, "--config", metavar="PATH", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
 TfPathOpt = typer.Option(None, "--tf-path", metavar="PATH", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
 CheckpointsOpt = typer.Option(None, "--checkpoints", metavar="DEST", envvar="TFAUDIT_CHECKPOINTS", help="After the run, sign a checkpoint of the ledger into this directory (or s3://BUCKET/PREFIX, https:// URL).")
+QuietOpt = typer.Option(False, "--quiet", envvar="TFAUDIT_QUIET", help="No line of tfaudit's own after terraform's output (what was recorded, where).")
 FailOnOpt = typer.Option(None, "--fail-on", metavar="SEVERITY", parser=_choices.fail_on, envvar="TFAUDIT_FAIL_ON", help="Block (exit 5, nothing applied) when the plan has a finding at or above this severity: low, medium, high, critical.")
 
 
@@ -71,32 +72,35 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
           config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
-    from tfaudit.run.apply import run_apply
+    from tfaudit.run.apply import Console, run_apply
 
     inv = invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)
-    return refused if refused is not None else run_apply(inv, os.environ)
+    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-            checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+            checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform destroy, recorded. Takes terraform's arguments."""
-    from tfaudit.run.apply import run_apply
+    from tfaudit.run.apply import Console, run_apply
 
     inv = invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)
-    return refused if refused is not None else run_apply(inv, os.environ)
+    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
-    from tfaudit.run.apply import run_plan
+    from tfaudit.run.apply import Console, run_plan
 
     inv = invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)
-    return refused if refused is not None else run_plan(inv, os.environ)
+    return refused if refused is not None else run_plan(inv, os.environ, Console(quiet=quiet))

@@ -31,7 +31,7 @@ from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import Redactor
-from tfaudit.ui.stream import StreamRenderer
+from tfaudit.ui.stream import Colorize, StreamRenderer, approval_prompt
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.args import plan_out, split_args
 from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
@@ -63,6 +63,8 @@ class Console:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     read_line: Callable[[], str] = field(default=lambda: sys.stdin.readline())
+    quiet: bool = False  # --quiet: no summary line of tfaudit's own at the end
+    notes: list[str] = field(default_factory=list)  # remarks folded into that line
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -72,15 +74,22 @@ class Console:
         self.err.write(text + "\n")
         self.err.flush()
 
-    def confirm(self, destroy: bool) -> bool:
-        if destroy:
-            q = ("\nDo you really want to destroy all resources?\n"
-                 "  Terraform will destroy all your managed infrastructure, as shown above.\n"
-                 "  There is no undo. Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
-        else:
-            q = ("\nDo you want to perform these actions?\n"
-                 "  Terraform will perform the actions described above.\n"
-                 "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def summary(self, recorded: str, ledger: Path) -> None:
+        """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
+        if self.quiet:
+            return
+        try:
+            where = str(ledger.relative_to(Path.cwd()))
+        except ValueError:
+            where = str(ledger)
+        self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
+
+    def confirm(self, destroy: bool, color: bool = True) -> bool:
+        """terraform's approval prompt, word for word and colour for colour."""
+        q = approval_prompt(destroy, Colorize(color))
         self.out.write(q)
         self.out.flush()
         try:
@@ -243,6 +252,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
     record_out_of_band(session, state_before, run_id, inv.command)
 
+    held: list[str] = []  # the plan's warnings, shown with the apply's when no prompt comes between
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if saved_plan:
             plan_path = saved_plan
@@ -253,8 +263,8 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             plan_path = str(Path(tmp) / "tfaudit.tfplan")
             plan_file_abs = Path(plan_path)
             plan_args = (["-destroy"] if inv.command == "destroy" else []) + split.plan
-            rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd,
-                        saved_plan_note=SavedPlanNote(tf.tool, replace_with_note=False))
+            rc = _plan_step(tf, [f"-out={plan_path}", *plan_args], split.json, console, fwd, held,
+                            split.auto_approve)
             if fwd.received or rc != 0:
                 return _record_unapplied(session, rc, state_before, t0, interrupted=bool(fwd.received),
                                          reason="interrupted during plan" if fwd.received else "terraform plan failed",
@@ -287,7 +297,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                             gate.refusal.message)
         has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
         if not saved_plan and has_changes and not split.auto_approve:
-            if not console.confirm(destroy=inv.command == "destroy"):
+            if not console.confirm(destroy=inv.command == "destroy", color=not split.no_color):
                 console.say(("Destroy" if inv.command == "destroy" else "Apply") + " cancelled.")
                 return int(ExitCode.FAILURE)
 
@@ -301,13 +311,17 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
         tracker = ApplyTracker()
         renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
-                                  destroy=inv.command == "destroy")
+                                  destroy=inv.command == "destroy", color=not split.no_color)
 
         def on_line(raw: bytes) -> None:
             event = parse_event_line(raw)
             if event is None:
                 return
             tracker.feed(event)
+            if split.json and event.type == "version" and not saved_plan:
+                return  # the plan step's stream already began with it, as `terraform apply -json` does once
+            if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
+                console.out.write(held.pop())
             if split.json:
                 console.out.write(raw.decode("utf-8", "replace"))
                 console.out.flush()
@@ -319,6 +333,9 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         apply_args = [*split.plan, *split.apply] if saved_plan else split.apply
         rc = tf.stream(["apply", "-json", *apply_args, plan_path], on_line, forwarder=fwd)
         interrupted = fwd.received is not None
+        if held and split.auto_approve:
+            console.out.write(held.pop())
+            console.out.flush()
 
     state_after = _load_state(tf)
     recs: list[dict[str, Any]] = []
@@ -337,9 +354,30 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         state_before=state_before, state_after=state_after, errors=errors,
         reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0)))
     override = publish(session, recs, applied=True)
+    console.summary(f"run {run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
+                    if changes else f"run {run_id[:8]} (no changes)", session.ledger.path)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
+
+
+def _plan_step(tf: Terraform, args: list[str], json_stream: bool, console: Console,
+               fwd: _proc.SignalForwarder, held: list[str], hold: bool) -> int:
+    """`terraform plan ARGS` for apply/destroy: its screen as `terraform apply` shows it (without the
+    hint to apply tfaudit's temporary plan file; with no prompt to come, the plan's warnings are kept
+    back in `held`, shown with the apply's as terraform does), or with -json its event stream."""
+    if not json_stream:
+        note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=hold)
+        rc = tf.run(["plan", *args], forwarder=fwd, saved_plan_note=note)
+        if note.diagnostics:
+            held.append(b"".join(note.diagnostics).decode("utf-8", "replace"))
+        return rc
+
+    def passthrough(raw: bytes) -> None:
+        console.out.write(raw.decode("utf-8", "replace"))
+        console.out.flush()
+
+    return tf.stream(["plan", "-json", *args], passthrough, forwarder=fwd)
 
 
 # --- plan binding and CI identity cross-check -------------------------------------------------
@@ -472,6 +510,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     if analysis.findings:
         rec["findings"] = analysis.findings
     override = publish(session, [rec])
+    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger.path)
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)
