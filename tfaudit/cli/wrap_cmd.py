@@ -9,7 +9,7 @@ import typer
 
 from tfaudit.cli import _choices
 from tfaudit.errors import UsageError
-from tfaudit.terraform.args import env_args, extract_chdir, split_args, suggest_option, terraform_env, unknown_flags
+from tfaudit.terraform.args import dangling_value_flag, env_args, extract_chdir, split_args, suggest_option, terraform_env, unknown_flags
 
 if TYPE_CHECKING:
     from tfaudit.run.apply import Invocation
@@ -50,7 +50,8 @@ def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key
 
 def terraform_refuses(inv: Invocation) -> int | None:
     """terraform's own answer, when it would refuse these arguments before doing anything: a flag it
-    does not take (its usage error), `apply -json` without approval (its JSON error). Nothing is recorded."""
+    does not take or one missing its value (its usage error), `apply -json` without approval (its JSON
+    error). Nothing is recorded."""
     from tfaudit.terraform import binary, proc
 
     words = ["plan"] if inv.command == "drift" else inv.command.split()
@@ -59,7 +60,8 @@ def terraform_refuses(inv: Invocation) -> int | None:
         if rc is not None:
             return rc
     split = split_args(inv.tf_args)
-    if inv.command in ("apply", "destroy") and split.json and not split.auto_approve and not split.positional:
+    if dangling_value_flag(inv.tf_args) or (
+            inv.command in ("apply", "destroy") and split.json and not split.auto_approve and not split.positional):
         path, _tool = binary.find_binary(inv.tf_path, os.environ)
         argv = [path, *([f"-chdir={inv.chdir}"] if inv.chdir else []), *words, *inv.tf_args]
         return proc.hand_over(argv, terraform_env(os.environ), replace=False)

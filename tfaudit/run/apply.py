@@ -318,8 +318,8 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             if event is None:
                 return
             tracker.feed(event)
-            if split.json and event.type == "version" and not saved_plan:
-                return  # the plan step's stream already began with it, as `terraform apply -json` does once
+            if split.json and event.type in ("version", "planned_change") and not saved_plan:
+                return  # the plan step's stream had them already: `terraform apply -json` prints them once
             if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
                 console.out.write(held.pop())
             if split.json:

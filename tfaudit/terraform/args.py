@@ -274,6 +274,15 @@ def unknown_flags(command: str, args: Sequence[str]) -> list[str]:
     return [g[0] for n, g in groups(args) if n is not None and n not in known]
 
 
+def dangling_value_flag(args: Sequence[str]) -> bool:
+    """Whether args ends with a flag that needs a value and has none (terraform: "flag needs an argument")."""
+    found = groups(args)
+    if not found:
+        return False
+    name, group = found[-1]
+    return name in VALUE_FLAGS and len(group) == 1 and "=" not in group[0]
+
+
 def probe_argv(words: Sequence[str], args: Sequence[str], probe: str) -> list[str]:
     """`words ARGS` with a flag no terraform has after the user's flags: terraform reports the first
     flag it does not know and stops, so it names the user's flag, or the probe when all are fine."""
