@@ -52,7 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.drift_cmd",  # drift
     "tfaudit.cli.analyze_cmd",  # analyze
     "tfaudit.cli.verify_cmd",  # verify
-    "tfaudit.cli.ledger_cmd",  # ledger init, ledger import
+    "tfaudit.cli.ledger_cmd",  # ledger init, ledger import, ledger repair
     "tfaudit.cli.prove_cmd",  # prove, verify-proof
     "tfaudit.cli.log_cmd",  # log
     "tfaudit.cli.history_cmd",  # history
@@ -142,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    from tfaudit.logs import _redactor
+    from tfaudit.logs import current_redactor
 
-    sys.stderr.write(f"tfaudit: error: {_redactor.scrub(message)}\n")
+    sys.stderr.write(f"tfaudit: error: {current_redactor().scrub(message)}\n")
     sys.stderr.flush()
 
 

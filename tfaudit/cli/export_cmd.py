@@ -7,12 +7,14 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
 import typer
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.trail.signing import Signer
+
+if TYPE_CHECKING:
+    from tfaudit.trail.signing import Signer
 
 
 class ExportFormat(str, Enum):
@@ -54,10 +56,9 @@ def export(
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file."),
 ) -> int:
     """Write every record (or, for in-toto, every run) of LEDGER as one JSON document per line."""
-    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.store import open_existing
 
-    if not ledger.is_file():
-        raise InputError(f"ledger {ledger} does not exist", hint="check the path")
+    store = open_existing(ledger)
     out: IO[str]
     out = output.open("w", encoding="utf-8") if output else sys.stdout
     count = 0
@@ -72,7 +73,7 @@ def export(
             from tfaudit.export import formatter
 
             to_doc = formatter(fmt.value)
-            for rec in Ledger(ledger).records():
+            for rec in store.records():
                 if run and not str((rec.get("run") or {}).get("id", "")).startswith(run):
                     continue
                 out.write(json.dumps(to_doc(rec), separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -9,8 +9,6 @@ from typing import List, Optional
 import typer
 
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.trail.signing import load_verifier
-from tfaudit.trail.verify import verify_ledger
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -32,6 +30,9 @@ def verify(
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
     if not public_key:
         raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    from tfaudit.trail.signing import load_verifier
+    from tfaudit.trail.verify import verify_ledger
+
     verifiers = [load_verifier(p) for p in public_key]
     if ledger is None and dsse is None:
         raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")
@@ -47,6 +48,8 @@ def verify(
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
     elif report is not None:
+        for r in report.repairs:
+            typer.echo(f"{ledger}: {r}")
         for p in report.problems:
             where = f"line {p.line}" if p.line is not None else "ledger"
             typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")
