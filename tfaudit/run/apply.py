@@ -31,7 +31,8 @@ from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import Redactor
-from tfaudit.ui.stream import Colorize, StreamRenderer, approval_prompt
+from tfaudit.ui.console import Console
+from tfaudit.ui.stream import StreamRenderer
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.args import plan_out, split_args
 from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
@@ -54,50 +55,6 @@ class Invocation:
     tf_path: str | None = None
     checkpoints: str | None = None  # --checkpoints DIR|s3://...|https://...
     fail_on: str | None = None  # --fail-on / TFAUDIT_FAIL_ON severity gate
-
-
-@dataclass
-class Console:
-    """Where the user sees things. Swappable in tests; defaults to the real terminal."""
-
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    read_line: Callable[[], str] = field(default=lambda: sys.stdin.readline())
-    quiet: bool = False  # --quiet: no summary line of tfaudit's own at the end
-    notes: list[str] = field(default_factory=list)  # remarks folded into that line
-
-    def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def warn(self, text: str) -> None:
-        self.err.write(text + "\n")
-        self.err.flush()
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def summary(self, recorded: str, ledger: Path) -> None:
-        """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
-        if self.quiet:
-            return
-        try:
-            where = str(ledger.relative_to(Path.cwd()))
-        except ValueError:
-            where = str(ledger)
-        self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
-
-    def confirm(self, destroy: bool, color: bool = True) -> bool:
-        """terraform's approval prompt, word for word and colour for colour."""
-        q = approval_prompt(destroy, Colorize(color))
-        self.out.write(q)
-        self.out.flush()
-        try:
-            answer = self.read_line()
-        except (EOFError, OSError):
-            answer = ""
-        self.out.write("\n")
-        return answer.strip() == "yes"
 
 
 @dataclass
