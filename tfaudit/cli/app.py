@@ -71,8 +71,13 @@ for _name in COMMAND_MODULES:
 
 
 def _own_commands() -> set[str]:
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    return {n.replace("_", "-").strip("-") for n in names} | {g.name for g in app.registered_groups if g.name}
+    """The names of tfaudit's commands and command groups (typer's names: underscores become dashes)."""
+    names = {c.name if isinstance(c.name, str) else (c.callback.__name__ if c.callback else "")
+             for c in app.registered_commands}
+    for g in app.registered_groups:
+        name = g.name if isinstance(g.name, str) else g.typer_instance.info.name if g.typer_instance else None
+        names.add(name if isinstance(name, str) else "")
+    return {n.replace("_", "-").strip("-") for n in names if n}
 
 
 def _cls(name: str) -> type[Exception]:

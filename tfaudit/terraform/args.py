@@ -218,6 +218,8 @@ def route(line: CommandLine, own_commands: Iterable[str]) -> Route:
         return Route(Handler.HELP, args[1:])
     missing_dir = line.chdir is not None and not Path(line.chdir).is_dir()
     if first in RECORDED_COMMANDS:
+        if "--help" in _before_double_dash(args):
+            return Route(Handler.TFAUDIT, args)  # tfaudit's help for the command (-help is terraform's)
         if missing_dir or HELP_FLAGS & set(_before_double_dash(args)):
             return Route(Handler.TERRAFORM if first != "drift" else Handler.TFAUDIT, args)
         if first == "state":
