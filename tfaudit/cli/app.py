@@ -18,7 +18,7 @@ app = typer.Typer(
     name="tfaudit",
     help="Signed, hash-chained audit records for every terraform change.\n\n"
     "Use 'tfaudit apply|plan|destroy' in place of terraform's; every other argument goes to terraform unchanged.",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
