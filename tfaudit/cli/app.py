@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from tfaudit import logs
+from tfaudit.cli._metavars import word_metavars
 from tfaudit.errors import ExitCode, TfauditError
 from tfaudit.terraform.args import parse_command_line
 
@@ -68,6 +69,7 @@ for _name in COMMAND_MODULES:
     _commands: typer.Typer = importlib.import_module(_name).commands
     app.registered_commands += _commands.registered_commands
     app.registered_groups += _commands.registered_groups
+word_metavars(app)
 
 
 def _cls(name: str) -> type[Exception]:
