@@ -351,6 +351,10 @@ class Change:
     after: Mapping[str, Any] | None
     error: Mapping[str, Any] | None
     findings: tuple[Mapping[str, Any], ...] = ()
+    phases: tuple[Mapping[str, Any], ...] = ()
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    after_source: str | None = None  # "state": after is the object as the state held it after apply
+    planned_after: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         ci = self.actor_block.get("ci") if isinstance(self.actor_block.get("ci"), Mapping) else None
@@ -361,6 +365,8 @@ class Change:
             "previous_address": self.previous_address, "action": self.action, "actions": list(self.actions),
             "status": self.status, "run_status": self.run_status, "changed_paths": list(self.changed_paths),
             "before": self.before, "after": self.after, "error": self.error, "findings": list(self.findings),
+            "phases": list(self.phases), "evidence": list(self.evidence), "after_source": self.after_source,
+            "planned_after": dict(self.planned_after),
         }
 
 
@@ -394,6 +400,10 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
             actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
             changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
             error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
+            phases=tuple(p for p in res.get("phases") or [] if isinstance(p, Mapping)),
+            evidence=tuple(e for e in res.get("evidence") or [] if isinstance(e, Mapping)),
+            after_source=res.get("after_source") if isinstance(res.get("after_source"), str) else None,
+            planned_after=res.get("planned_after") if isinstance(res.get("planned_after"), Mapping) else {},
         ))
     changes.sort(key=lambda c: (c.time, c.seq or 0), reverse=True)
     matches = address_matcher(pattern)
