@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from tfaudit.analysis import analyse_input
         from tfaudit.analysis.engine import Analyzer
         from tfaudit.analysis.policy import Policy
-        from tfaudit.analysis.render import OutputFormat, render
+        from tfaudit.analysis.formats import OutputFormat, render
         from tfaudit.config import load_config
 
         if fmt not in FORMATS:

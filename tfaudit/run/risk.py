@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tfaudit.analysis.engine import Analyzer, Gate, Report, analyse_plan
+from tfaudit.analysis.engine import AnalysisReport, Analyzer, Gate, analyse_plan
 from tfaudit.analysis.policy import Policy
 from tfaudit.parse.plan import Plan
 
@@ -18,7 +18,7 @@ GATES = ("low", "medium", "high", "critical")
 
 @dataclass
 class RunAnalysis:
-    report: Report
+    report: AnalysisReport
     gate: Gate
     findings: list[dict[str, Any]]  # every finding of the plan, JSON-ready and redacted
     by_address: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from tfaudit import __version__
-from tfaudit.analysis.engine import ACTION_ORDER, Report, findings_by_address
+from tfaudit.analysis.engine import ACTION_ORDER, AnalysisReport, findings_by_address
 from tfaudit.analysis.model import Finding, RuleInfo, Severity
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "forget": ".", "import": "<=",
@@ -33,7 +33,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _changes_line(report: Report) -> str:
+def _changes_line(report: AnalysisReport) -> str:
     summary = report.summary()
     parts = [f"{n} {a}" for a, n in summary.items() if a not in ("no-op",)]
     line = ", ".join(parts) if parts else "no resource changes"
@@ -42,7 +42,7 @@ def _changes_line(report: Report) -> str:
     return line
 
 
-def _severity_line(report: Report) -> str:
+def _severity_line(report: AnalysisReport) -> str:
     counts = report.severity_counts()
     total = sum(counts.values())
     waived = sum(1 for f in report.findings if not f.active)
@@ -53,7 +53,7 @@ def _severity_line(report: Report) -> str:
     return line + (f" ({waived} waived)" if waived else "")
 
 
-def _gate_line(report: Report, fail_on: Severity | str | None) -> str | None:
+def _gate_line(report: AnalysisReport, fail_on: Severity | str | None) -> str | None:
     gate = report.gate(fail_on)
     if gate.blocked:
         return f"BLOCKED (exit 5): {gate.reason()}"
@@ -63,7 +63,7 @@ def _gate_line(report: Report, fail_on: Severity | str | None) -> str | None:
 
 
 # --- terminal table ------------------------------------------------------------------------------
-def render_table(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_table(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     w = out.write
     src = ", ".join(report.sources) or "plan"
     tv = f" (terraform {', '.join(report.terraform_versions)})" if report.terraform_versions else ""
@@ -113,7 +113,7 @@ def _code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
-def render_markdown(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_markdown(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     w = out.write
     gate = report.gate(fail_on)
     w("### tfaudit plan analysis\n\n")
@@ -153,7 +153,7 @@ def render_markdown(report: Report, out: TextIO, fail_on: Severity | str | None 
 
 
 # --- JSON --------------------------------------------------------------------------------------------
-def render_json(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_json(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     """Pretty at the top level, one finding per line: readable, diffable, and fast for big plans."""
     doc = report.as_dict(fail_on)
     compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
@@ -206,7 +206,7 @@ def _sarif_rule(info: RuleInfo) -> dict[str, Any]:
     }
 
 
-def sarif_document(report: Report, rules: Mapping[str, RuleInfo]) -> dict[str, Any]:
+def sarif_document(report: AnalysisReport, rules: Mapping[str, RuleInfo]) -> dict[str, Any]:
     index = {rid: i for i, rid in enumerate(rules)}
     uri = _artifact_uri(report.sources[0] if report.sources else "plan.json")
     results = []
@@ -248,12 +248,12 @@ def _sarif_result(f: Finding, index: Mapping[str, int], uri: str) -> dict[str, A
     return result
 
 
-def render_sarif(report: Report, out: TextIO, rules: Mapping[str, RuleInfo]) -> None:
+def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo]) -> None:
     json.dump(sarif_document(report, rules), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
-def render(fmt: OutputFormat, report: Report, out: TextIO, *, fail_on: Severity | str | None,
+def render(fmt: OutputFormat, report: AnalysisReport, out: TextIO, *, fail_on: Severity | str | None,
            rules: Mapping[str, RuleInfo]) -> None:
     if fmt is OutputFormat.TABLE:
         render_table(report, out, fail_on)
