@@ -30,8 +30,8 @@ from tfaudit.trail.ledger import Appended, Ledger
 from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan, plan_checks
 from tfaudit.parse.state import State, parse_state
-from tfaudit.redact import Redactor
-from tfaudit.ui.stream import StreamRenderer
+from tfaudit.redact import LineScrubber, Redactor
+from tfaudit.ui.stream import StreamRenderer, redact_json_line
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file, split_args
 
@@ -299,8 +299,9 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         _append(session, [started], applied=False)
 
         tracker = ApplyTracker()
+        lines = LineScrubber(session.redactor)  # a private key printed over many lines is hidden whole
         renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
-                                  destroy=inv.command == "destroy")
+                                  destroy=inv.command == "destroy", lines=lines)
 
         def on_line(raw: bytes) -> None:
             event = parse_event_line(raw)
@@ -308,7 +309,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                 return
             tracker.feed(event)
             if split.json:
-                console.out.write(raw.decode("utf-8", "replace"))
+                console.out.write(redact_json_line(raw, lines))
                 console.out.flush()
             else:
                 renderer.render(event.raw if event.type != "text" else event.message)
