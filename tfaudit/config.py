@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "redact": "tfaudit.config:_parse_redact",
     "identity": "tfaudit.config:_parse_identity",
     "require_recorded_plan": "tfaudit.run.binding:parse_require_recorded_plan",
+    "plan_keys": "tfaudit.run.binding:parse_plan_keys",
     "expect": "tfaudit.identity.expect:parse_expect",
     "oidc": "tfaudit.identity.oidc:parse_oidc",
     "checkpoints": "tfaudit.trail.checkpoints:parse_checkpoints",

@@ -47,6 +47,10 @@ class InputError(UsageError):
     """A file given to tfaudit cannot be used (plan, state, stream, key)."""
 
 
+class LedgerNotFound(InputError):
+    """The ledger a command reads does not exist (exit 64 for every command that reads one)."""
+
+
 class PlanError(InputError):
     pass
 
@@ -120,17 +124,27 @@ class TerraformError(TfauditError):
         self.stderr = stderr
 
 
+class ForgeError(TfauditError):
+    """A pull or merge request API (GitHub, GitLab) refused or could not be reached."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 class Interrupted(TfauditError):
     exit_code = ExitCode.INTERRUPTED
 
 
 EXIT_CODES_DOC = {
     0: "success (wrapped commands: terraform's own exit code is returned)",
-    1: "terraform failed, or verification found a problem",
+    1: "terraform failed, verification found a problem, or a CI API (pull/merge request comment) failed",
     2: "changes present (-detailed-exitcode), or drift found by `tfaudit drift`",
     3: "internal error in tfaudit (re-run with --log-format json -v for detail)",
-    4: "the audit trail could not be written (ledger, signing key, or delivery with on_failure = \"fail\")",
+    4: "the audit trail could not be written (ledger, signing key, checkpoint or delivery with on_failure = \"fail\")",
     5: "blocked by policy",
-    64: "usage error: bad arguments, bad config, unreadable input file",
+    64: "usage error: bad arguments, bad config, unreadable input file (a missing or unreadable ledger included)",
     130: "interrupted (SIGINT/SIGTERM forwarded to terraform)",
 }

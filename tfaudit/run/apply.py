@@ -19,23 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit import records
 from tfaudit.terraform import proc as _proc
 from tfaudit.config import Config, load_config
 from tfaudit.errors import ExitCode, LedgerError, PlanError, PolicyError, UsageError
 from tfaudit.identity.actor import IdentityOptions, collect_actor
-from tfaudit.trail.ledger import Appended, Ledger
+from tfaudit.trail.store import Appended, LedgerStore, open_store
 from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan, plan_checks
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import LineScrubber, Redactor
 from tfaudit.ui.stream import StreamRenderer, redact_json_line
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
-from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file, split_args
+from tfaudit.terraform.args import plan_out, split_args
+from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
 
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 
 DEFAULT_LEDGER = Path(".tfaudit") / "ledger.jsonl"
 
@@ -97,7 +98,7 @@ class Session:
     inv: Invocation
     env: Mapping[str, str]
     config: Config
-    ledger: Ledger
+    ledger: LedgerStore
     signer: Signer
     tf: Terraform
     actor: dict[str, Any]
@@ -140,7 +141,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
     find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
-    ledger = Ledger(resolve_ledger_path(inv, cfg, env, work_dir))
+    ledger = open_store(resolve_ledger_path(inv, cfg, env, work_dir), env)
     ledger.check_writable()
     signer = resolve_signer(inv, cfg, env, console)
     tf = detect(inv.tf_path, env, inv.chdir)
@@ -155,7 +156,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
         from tfaudit.sinks.delivery import prepare
 
-        prepare(ledger.path, cfg.section("sink"), cfg.section("delivery"), console.warn)
+        prepare(_outbox_base(ledger), cfg.section("sink"), cfg.section("delivery"), console.warn)
     # GitHub Actions OIDC identity claims into actor.ci.oidc (never the token itself)
     if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
         from tfaudit.identity import oidc
@@ -210,8 +211,13 @@ def _deliver(session: Session) -> int:
         return 0
     from tfaudit.sinks.delivery import deliver_after_run
 
-    return deliver_after_run(session.ledger.path, specs, session.config.section("delivery"), session.env,
+    return deliver_after_run(_outbox_base(session.ledger), specs, session.config.section("delivery"), session.env,
                              session.redactor, session.console.warn)
+
+
+def _outbox_base(ledger: LedgerStore) -> Path:
+    """Where delivery keeps its outbox: beside a file ledger."""
+    return ledger.local_path or Path(ledger.url)
 
 
 def _anchor(session: Session) -> int:
@@ -219,7 +225,7 @@ def _anchor(session: Session) -> int:
     (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.trail.checkpoints)."""
     from tfaudit.trail.checkpoints import anchor_after_run
 
-    return anchor_after_run(session.ledger.path, session.signer, session.inv.checkpoints, session.env,
+    return anchor_after_run(session.ledger, session.signer, session.inv.checkpoints, session.env,
                             session.config, lambda m: session.console.warn(session.redactor.scrub(m)))
 
 
@@ -364,7 +370,8 @@ def _check_binding_and_identity(session: Session, plan_sha: str, saved_plan: tup
     findings: list[dict[str, Any]] = []
     if saved_plan is not None:
         given, path = saved_plan
-        found = binding.lookup(session.ledger, plan_sha, path, session.signer)
+        found = binding.lookup(session.ledger, plan_sha, path, session.signer,
+                               binding.accepted_verifiers(session.config.section("plan_keys", ())))
         bound_to = found.link()
         if bound_to is None and session.config.section("require_recorded_plan", False):
             refusal = binding.refusal(found, given, plan_sha)
@@ -422,17 +429,14 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     session = open_session(inv, env, console)
     tf = session.tf
     args = list(inv.tf_args)
-    out_arg = next((a for a in args if a.startswith(("-out=", "--out="))), None)
-    if out_arg is None and "-out" in args:
-        i = args.index("-out")
-        out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
+    out_arg = plan_out(args)
     run_id = records.new_id()
     from tfaudit.run.state import load_state, record_out_of_band  # state changed outside the audited path?
 
     record_out_of_band(session, load_state(tf), run_id, "plan")
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if out_arg:
-            plan_path = out_arg.split("=", 1)[1]
+            plan_path = out_arg
             plan_abs = Path(plan_path) if Path(plan_path).is_absolute() else tf.working_dir / plan_path
             rc = tf.run(["plan", *args], forwarder=fwd)
         else:
@@ -450,7 +454,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     run = records.RunInfo(
         id=records.RunId(run_id), command="plan", args=tuple(session.redactor.argv(inv.tf_args)),
         tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
-        plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
+        plan_sha256=plan_sha, plan_file=out_arg)
     from tfaudit.run.risk import analyse_run
 
     analysis = analyse_run(session, plan)

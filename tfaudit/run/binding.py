@@ -4,23 +4,25 @@
 up in the same ledger and links to it from `run.started` (`plan.recorded_by`). With
 `require_recorded_plan = true` in `.tfaudit.hcl`, a plan file that was never recorded, was
 recorded under another signing key, or changed since it was recorded is refused (exit 5)
-before terraform applies anything.
+before terraform applies anything. `plan_keys = ["plan-key.pub", ...]` lists the public keys
+of other signers whose plans are accepted too (pull request jobs sign plans with a plan key
+of their own, so they never hold the apply key).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfaudit.errors import LedgerError, PolicyError, VerificationError
+from tfaudit.errors import LedgerNotFound, PolicyError, VerificationError
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
-    from tfaudit.trail.ledger import Ledger
-    from tfaudit.trail.signing import Signer
+    from tfaudit.trail.signing import Signer, Verifier
+    from tfaudit.trail.store import LedgerStore
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -36,6 +38,23 @@ def parse_require_recorded_plan(ctx: BlockContext, entries: list[Any]) -> bool:
     if len(entries) != 1 or not isinstance(entries[0], bool):
         raise ctx.error("must be set once, to true or false", hint="require_recorded_plan = true")
     return entries[0]
+
+
+def parse_plan_keys(ctx: BlockContext, entries: list[Any]) -> tuple[Path, ...]:
+    """`plan_keys = ["keys/plan.pub"]`: public keys whose recorded plans apply may bind to."""
+    if not entries or not all(isinstance(e, str) for e in entries):  # a list attribute arrives unwrapped
+        raise ctx.error("must be a list of public key files", hint='plan_keys = ["keys/plan.pub"]')
+    paths = tuple(ctx.resolve(e) for e in entries)
+    for path in paths:
+        if not path.is_file():
+            raise ctx.error(f"public key {path} does not exist", hint="write it with 'tfaudit keygen' and commit the .pub")
+    return paths
+
+
+def accepted_verifiers(paths: tuple[Path, ...]) -> list[Verifier]:
+    from tfaudit.trail.signing import load_verifier
+
+    return [load_verifier(p) for p in paths]
 
 
 @dataclass(frozen=True)
@@ -59,12 +78,13 @@ class PlanLookup:
         }
 
 
-def lookup(ledger: Ledger, plan_sha256: str, plan_file: Path, signer: Signer | None) -> PlanLookup:
+def lookup(ledger: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None,
+           accepted: Sequence[Verifier] = ()) -> PlanLookup:
     match = same_path = other_key = None
     target = plan_file.resolve()
     try:
         recs = list(ledger.records())
-    except LedgerError:
+    except LedgerNotFound:
         recs = []  # a new ledger has no plans recorded yet
     for rec in recs:
         if rec.get("type") != "plan.recorded":
@@ -72,7 +92,7 @@ def lookup(ledger: Ledger, plan_sha256: str, plan_file: Path, signer: Signer | N
         plan = _obj(rec, "plan")
         run = _obj(rec, "run")
         if plan.get("sha256") == plan_sha256:
-            if signer is None or _signed_by(rec, signer):
+            if signer is None or _signed_by(rec, signer) or any(_verifies(rec, v) for v in accepted):
                 match = rec
             else:
                 other_key = rec
@@ -98,6 +118,19 @@ def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
     try:
         Verifier(public(), signer.key_id, "signing key").verify(
             base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
+    except (VerificationError, ValueError):
+        return False
+    return True
+
+
+def _verifies(rec: Mapping[str, Any], verifier: Verifier) -> bool:
+    from tfaudit.trail.signing import signing_payload
+
+    sig = _obj(rec, "signature")
+    if sig.get("key_id") != verifier.key_id:
+        return False
+    try:
+        verifier.verify(base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
     except (VerificationError, ValueError):
         return False
     return True

@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import records
 from tfaudit.errors import ExitCode, UsageError
 from tfaudit.parse.plan import ResourceChange, parse_plan
+from tfaudit.terraform.args import drift_conflict
 from tfaudit.terraform.binary import sha256_file
 
 if TYPE_CHECKING:
     from tfaudit.run.apply import Console, Invocation, Session
-
-_OWN_FLAGS = ("-refresh-only", "-detailed-exitcode", "-out", "-destroy")
-
 
 def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, Any]:
     body = records.resource_body(d, records.Outcome("planned"), redactor)
@@ -54,9 +52,9 @@ def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None =
     from tfaudit.run.apply import Console, open_session, publish
     from tfaudit.run.state import load_state, record_out_of_band
 
-    for a in inv.tf_args:
-        if a.split("=", 1)[0].lstrip("-") in {f.lstrip("-") for f in _OWN_FLAGS}:
-            raise UsageError(f"tfaudit drift sets {a.split('=', 1)[0]} itself", hint="drop it from the arguments")
+    conflict = drift_conflict(inv.tf_args)
+    if conflict is not None:
+        raise UsageError(f"tfaudit drift sets {conflict} itself", hint="drop it from the arguments")
     console = console or Console()
     session = open_session(inv, env, console)
     tf = session.tf
