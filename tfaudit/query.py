@@ -400,7 +400,7 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
             phases=tuple(p for p in res.get("phases") or [] if isinstance(p, Mapping)),
             evidence=tuple(e for e in res.get("evidence") or [] if isinstance(e, Mapping)),
             after_source=res.get("after_source") if isinstance(res.get("after_source"), str) else None,
-            planned_after=res.get("planned_after") if isinstance(res.get("planned_after"), Mapping) else {},
+            planned_after=_obj(res, "planned_after"),
         ))
     changes.sort(key=lambda c: (c.time, c.seq or 0), reverse=True)
     matches = address_matcher(pattern)

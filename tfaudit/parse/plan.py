@@ -394,12 +394,12 @@ def plan_checks(plan: Plan) -> tuple[Mapping[str, Any], ...]:
     for check in raw if isinstance(raw, list) else ():
         if not isinstance(check, dict):
             continue
-        addr = check.get("address") if isinstance(check.get("address"), dict) else {}
+        addr: dict[str, Any] = check["address"] if isinstance(check.get("address"), dict) else {}
         kind = addr.get("kind") if isinstance(addr.get("kind"), str) else "unknown"
         instances = [i for i in check.get("instances") or [] if isinstance(i, dict)] or [
             {"address": addr, "status": check.get("status")}]
         for inst in instances:
-            iaddr = inst.get("address") if isinstance(inst.get("address"), dict) else {}
+            iaddr: dict[str, Any] = inst["address"] if isinstance(inst.get("address"), dict) else {}
             problems = [pr.get("message") for pr in inst.get("problems") or [] if isinstance(pr, dict)]
             out.append(MappingProxyType({
                 "address": str(iaddr.get("to_display") or addr.get("to_display") or "?"), "kind": kind,
