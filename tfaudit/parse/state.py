@@ -22,6 +22,7 @@ state terraform wrote, so tfaudit records it as found.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -48,10 +49,17 @@ class StateResource:
     provider: str  # as written in the state
     deposed: str | None = None  # deposed object key (create_before_destroy left it behind)
     tainted: bool = False
+    digest: str | None = None  # of the instance's attributes and status: what changed between two states
     # The object's attribute values (v4 and show -json; None for legacy states) and the paths
     # terraform marks sensitive in it, each a tuple of attribute names and indexes.
     attributes: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     sensitive_paths: tuple[tuple[str | int, ...], ...] = field(default=(), compare=False, repr=False)
+
+
+def instance_digest(inst: Mapping[str, Any]) -> str:
+    """A short digest of one instance's attributes and status (v4 state), to name what changed."""
+    body = {"attributes": inst.get("attributes", inst.get("attributes_flat")), "status": inst.get("status")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ def _v4_resources(doc: Mapping[str, Any], source: str) -> Iterator[StateResource
                 tainted=inst.get("status") == "tainted",
                 attributes=_attributes(inst.get("attributes")),
                 sensitive_paths=_sensitive_paths(inst.get("sensitive_attributes")),
+                digest=instance_digest(inst),
             )
 
 
