@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from tfaudit.redact import LineScrubber
+
 # mitchellh/colorstring's tags, as terraform's colorizer uses them
 _CODES = {"reset": "0", "bold": "1", "underline": "4", "red": "31", "green": "32", "yellow": "33",
           "dark_gray": "90", "light_gray": "37"}
@@ -217,21 +219,70 @@ def _duration(seconds: Any) -> str:
     return f"{m}m{sec}s" if m else f"{sec}s"
 
 
+def _stream_key(msg: Mapping[str, Any]) -> str:
+    """Which resource's provisioner a progress line belongs to (lines of parallel resources interleave)."""
+    hook = msg.get("hook")
+    if not isinstance(hook, Mapping):
+        return ""
+    resource = hook.get("resource")
+    addr = resource.get("addr") if isinstance(resource, Mapping) else None
+    return f"{addr}\x00{hook.get('provisioner') or ''}"
+
+
+def _scrub_strings(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return {k: _scrub_strings(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, scrub) for v in value]
+    return value
+
+
+def redact_json_line(raw: bytes, lines: LineScrubber) -> str:
+    """One `-json` stream line for the user's terminal: unchanged unless a string in it holds a
+    secret (or a line of an open private key block), then re-encoded with those strings hidden."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return lines.line(text.rstrip("\n"), "text") + "\n"
+    if not isinstance(msg, dict):
+        return lines.line(text.rstrip("\n"), "text") + "\n"
+    key = _stream_key(msg)
+    clean = _scrub_strings(msg, lines.scrub_alone)
+    # the printed line and the provisioner's output are where a key block arrives line by line
+    if isinstance(msg.get("@message"), str):
+        clean["@message"] = lines.line(msg["@message"], key)
+    hook = msg.get("hook")
+    if isinstance(hook, dict) and isinstance(hook.get("output"), str):
+        clean["hook"]["output"] = lines.line(hook["output"], key + "\x00output")
+    return text if clean == msg else json.dumps(clean, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 class StreamRenderer:
-    """Feed it raw stream lines (parsed JSON objects or text); it writes what terraform's human view would."""
+    """Feed it raw stream lines (parsed JSON objects or text); it writes what terraform's human view would.
+
+    `lines` scrubs output that arrives a line at a time (provisioners print one event per line), so a
+    private key printed over many lines is hidden whole; without it each line is scrubbed alone.
+    """
 
     def __init__(self, out: TextIO, err: TextIO, scrub: Callable[[str], str] = lambda s: s, *,
-                 destroy: bool = False, color: bool = True) -> None:
+                 destroy: bool = False, color: bool = True, lines: LineScrubber | None = None) -> None:
         self.destroy = destroy
         self.out = out
         self.err = err
         self.scrub = scrub
+        self.lines = lines
         self.color = Colorize(color)
         self.ops: dict[str, tuple[str, str]] = {}  # address -> (action, "id=..., " for progress lines)
 
-    def _w(self, stream: TextIO, text: str) -> None:
-        stream.write(self.scrub(text))
+    def _w(self, stream: TextIO, text: str, *, scrubbed: bool = False) -> None:
+        stream.write(text if scrubbed else self.scrub(text))
         stream.flush()
+
+    def _scrub_line(self, text: str, key: str) -> str:
+        return self.lines.line(text, key) if self.lines is not None else self.scrub(text)
 
     def _line(self, fmt: str, *values: str) -> None:
         """colorize.Color(fmt), then Sprintf(values), then Println: as terraform's hooks do it."""
@@ -241,8 +292,8 @@ class StreamRenderer:
         self._w(self.out, coloured.replace("\0", "%") + "\n")
 
     def render(self, msg: Mapping[str, Any] | str) -> None:
-        if isinstance(msg, str):
-            self._w(self.out, msg.rstrip("\n") + "\n")
+        if isinstance(msg, str):  # not JSON: terraform's crash output and the like
+            self._w(self.out, self._scrub_line(msg.rstrip("\n"), "text") + "\n", scrubbed=True)
             return
         mtype = str(msg.get("type", ""))
         hook = msg.get("hook") if isinstance(msg.get("hook"), Mapping) else {}
@@ -291,10 +342,11 @@ class StreamRenderer:
     def _provision_output(self, addr: str, hook: Mapping[str, Any]) -> None:
         prefix = self.color("[reset][bold]%s (%s):[reset] ").replace("%s", addr, 1).replace(
             "%s", str(hook.get("provisioner", "")), 1)
+        key = f"{addr}\x00{hook.get('provisioner') or ''}\x00output"
         for line in str(hook.get("output", "")).splitlines():
             line = line.rstrip()
             if line:
-                self._w(self.out, prefix + line + "\n")
+                self._w(self.out, self.scrub(prefix) + self._scrub_line(line, key) + "\n", scrubbed=True)
 
     def _summary(self, msg: Mapping[str, Any]) -> None:
         raw = msg.get("changes")
