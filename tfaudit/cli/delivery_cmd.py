@@ -14,21 +14,29 @@ from tfaudit.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from tfaudit.config import Config
     from tfaudit.sinks import SinkSpec
+    from tfaudit.sinks.delivery import Where
 
-LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file (default: as for apply).")
+LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file or store URL (default: as for apply).")
 ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl).")
 SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; repeatable).")
 
 
 def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
-           only: list[str] | None) -> tuple[Path, Config, list[SinkSpec]]:
+           only: list[str] | None) -> tuple[Where, Config, list[SinkSpec]]:
     from tfaudit.config import load_config
     from tfaudit.run.apply import Invocation, resolve_ledger_path
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
-    ledger_path = resolve_ledger_path(Invocation("flush", ledger=ledger, config=config), cfg, os.environ, work_dir)
+    given = ledger or os.environ.get("TFAUDIT_LEDGER")
+    ledger_path: Where
+    if given and "://" in given:  # a shared store keeps the delivery state itself
+        from tfaudit.trail.store import open_store
+
+        ledger_path = open_store(given, os.environ)
+    else:
+        ledger_path = resolve_ledger_path(Invocation("flush", ledger=ledger, config=config), cfg, os.environ, work_dir)
     specs = list(cfg.section("sink") or ())
     if not specs:
         where = cfg.path or work_dir / ".tfaudit.hcl"
@@ -58,14 +66,14 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
 
     from tfaudit.redact import Redactor
     from tfaudit.sinks import DeliveryConfig
-    from tfaudit.sinks.delivery import deliver
+    from tfaudit.sinks.delivery import deliver, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     delivery_cfg = cfg.section("delivery") or DeliveryConfig()
     if deadline is not None:
         delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
     if not ledger_path.exists():
-        raise UsageError(f"ledger {ledger_path} does not exist", hint="pass --ledger, or run a wrapped command first")
+        raise UsageError(f"ledger {where_name(ledger_path)} does not exist", hint="pass --ledger, or run a wrapped command first")
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
     report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
     if as_json:
@@ -87,12 +95,12 @@ def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Option
            as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> int:
     """Show, per sink, how many records are delivered and how many wait in the outbox."""
     from tfaudit.redact import Redactor
-    from tfaudit.sinks.delivery import status as sink_status
+    from tfaudit.sinks.delivery import status as sink_status, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     rows = sink_status(ledger_path, specs, Redactor.with_additions(cfg.redact.names, cfg.redact.values))
     if as_json:
-        typer.echo(json.dumps({"ledger": str(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
+        typer.echo(json.dumps({"ledger": where_name(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
         return 0
     width = max(len(r.sink) for r in rows)
     typer.echo(f"{'sink':<{width}}  {'pending':>7}  {'delivered':>9}  oldest pending / last error")
