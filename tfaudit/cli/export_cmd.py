@@ -7,12 +7,14 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 
 import typer
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.trail.signing import Signer
+
+if TYPE_CHECKING:
+    from tfaudit.trail.signing import Signer
 
 
 class ExportFormat(str, Enum):

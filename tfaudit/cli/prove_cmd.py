@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from tfaudit.errors import ExitCode, InputError, UsageError, VerificationError
-from tfaudit.trail.signing import Verifier
+
+if TYPE_CHECKING:
+    from tfaudit.trail.signing import Verifier
 
 prove_app = typer.Typer(help="Make proofs about a ledger that anyone can check with 'tfaudit verify-proof'.",
                         no_args_is_help=True)

@@ -9,8 +9,6 @@ from typing import List, Optional
 import typer
 
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.trail.signing import load_verifier
-from tfaudit.trail.verify import verify_ledger
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -32,6 +30,9 @@ def verify(
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
     if not public_key:
         raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    from tfaudit.trail.signing import load_verifier
+    from tfaudit.trail.verify import verify_ledger
+
     verifiers = [load_verifier(p) for p in public_key]
     if ledger is None and dsse is None:
         raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit import records
 from tfaudit.terraform import proc as _proc
@@ -36,7 +36,7 @@ from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, lo
 from tfaudit.terraform.args import plan_out, split_args
 from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
 
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 
 DEFAULT_LEDGER = Path(".tfaudit") / "ledger.jsonl"
 

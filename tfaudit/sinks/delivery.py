@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
+from tfaudit.logs import get_logger
 
 from tfaudit.errors import DeliveryError, ExitCode, SinkError, TfauditError
 from tfaudit.redact import Redactor
@@ -31,7 +31,7 @@ from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
 from tfaudit.trail.store import LedgerStore, scheme_of
 
-log = structlog.get_logger("tfaudit.delivery")
+log = get_logger("tfaudit.delivery")
 
 # The ledger delivery reads: a file (its outbox is sqlite beside it) or a store. A shared store
 # keeps the delivery state itself, so what one runner failed to send goes out from any other.

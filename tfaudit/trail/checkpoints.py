@@ -36,7 +36,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-import structlog
+from tfaudit.logs import get_logger
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -46,7 +46,7 @@ from tfaudit.errors import (ConfigError, DeliveryError, ExitCode, InputError, Le
                             VerificationError)
 from tfaudit.trail.signing import Signer, Verifier
 
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 
 DEFAULT_ORIGIN_PREFIX = "tfaudit.dev/ledger/"
 SIG_PREFIX = "\u2014 "  # em dash, space: the C2SP signed-note signature line
