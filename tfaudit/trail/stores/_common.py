@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl
 
 from tfaudit.errors import LedgerError, UsageError
@@ -57,27 +55,3 @@ def query_options(query: str, allowed: set[str], url: str) -> dict[str, str]:
                          hint="known: " + ", ".join(sorted(allowed)))
     return opts
 
-
-class FixedView:
-    """A store's chain as it was at one tail: reads stop there, however many lines others append
-    meanwhile (the `snapshot()` of the shared stores; their lines never change once written)."""
-
-    def __init__(self, store: Any, tail: Tail) -> None:
-        self._store = store
-        self._tail = tail
-
-    def tail(self) -> Tail:
-        return self._tail
-
-    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
-        if start > self._tail.seq:
-            return
-        for n, raw in self._store.lines(start):
-            if n > self._tail.seq:
-                return
-            yield n, raw
-
-    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
-        for n, raw in self._store.lines_backward():
-            if n <= self._tail.seq:
-                yield n, raw

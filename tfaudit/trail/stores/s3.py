@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import _aws
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail
-from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, FixedView, backoff, lost_too_often, query_options, tail_of_line
+from tfaudit.trail.store import Appended, Tail, SeqView
+from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, query_options, tail_of_line
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -316,9 +316,8 @@ class S3Store:
             for n in range(len(lines) - 1, -1, -1):
                 yield first + n, lines[n]
 
-    def snapshot(self) -> FixedView:
-        """The chain as it is now: reading through it never sees lines appended after."""
-        return FixedView(self, self.tail())
+    def snapshot(self) -> SeqView:
+        return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
         for _, raw in self.lines():
