@@ -100,7 +100,7 @@ def display_url(conninfo: Mapping[str, str]) -> str:
     port = conninfo.get("port", "")
     where = "" if host.startswith("/") or not host else host
     out = f"postgresql://{user + '@' if user else ''}{where}{':' + port if port and where else ''}/{conninfo.get('dbname', '')}"
-    return out + (f"?host={host}" if host.startswith("/") else "")
+    return out + (f"?host={host}" + (f"&port={port}" if port else "") if host.startswith("/") else "")
 
 
 class PostgresStore:
