@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 # Reads smaller than this finish before a bar would be worth seeing.
 MIN_BYTES = 256 * 1024
@@ -62,3 +63,33 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class _Tracked:
+    """Delegates to a ledger store or view; its line reads advance a progress bar by bytes read."""
+
+    def __init__(self, inner: Any, progress: Any) -> None:
+        self._inner = inner
+        self._progress = progress
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        for n, raw in self._inner.lines(start):
+            self._progress.advance(len(raw))
+            yield n, raw
+
+    def snapshot(self) -> _Tracked:
+        return _Tracked(self._inner.snapshot(), self._progress)
+
+
+def tracked(store: Any, progress: Any) -> Any:
+    """store (a LedgerStore) whose reads move progress; the total is the ledger file's size, when it is one."""
+    path = getattr(store, "local_path", None)
+    if path is not None:
+        try:
+            progress.add_total(path.stat().st_size)
+        except OSError:
+            pass  # the read itself reports a missing ledger
+    return _Tracked(store, progress)
