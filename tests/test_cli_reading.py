@@ -130,7 +130,7 @@ def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     return out.decode("utf-8", "replace")
 
 
-def test_progress_bars_track_verify_and_report_to_the_end(tmp_path: Path, base_env: dict[str, str]) -> None:
+def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path, base_env: dict[str, str]) -> None:
     key, pub = generate_keypair(tmp_path / "k" / "key")
     ledger = tmp_path / "big.jsonl"
     signer = load_signer(key)
@@ -140,6 +140,8 @@ def test_progress_bars_track_verify_and_report_to_the_end(tmp_path: Path, base_e
     assert ledger.stat().st_size > 256 * 1024
     drawn = _on_a_terminal(["verify", "--ledger", str(ledger), "--public-key", str(pub)], tmp_path, base_env)
     assert "verifying [" in drawn and "100.0%" in drawn
+    drawn = _on_a_terminal(["export", str(ledger), "--format", "ocsf", "-o", str(tmp_path / "x.jsonl")], tmp_path, base_env)
+    assert "exporting [" in drawn and "100.0%" in drawn
     drawn = _on_a_terminal(["report", "--ledger", str(ledger), "--public-key", str(pub), "--html",
                             str(tmp_path / "r.html")], tmp_path, base_env)
     frames = [f for f in drawn.split("\r") if "reading ledgers [" in f]

@@ -17,10 +17,10 @@ _WIDTH = 30
 class TerminalProgress:
     """Implements query.Progress; draws on stream only when it is a terminal."""
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.label = label
-        self.enabled = _isatty(self.stream)
+        self.enabled = enabled and _isatty(self.stream)
         self.total = 0
         self.done = 0
         self._last = 0.0
@@ -79,6 +79,18 @@ class _Tracked:
         for n, raw in self._inner.lines(start):
             self._progress.advance(len(raw))
             yield n, raw
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Parsed records, as the store gives them (lines that are not JSON are verify's business)."""
+        import json
+
+        for _, raw in self.lines():
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
 
     def snapshot(self) -> _Tracked:
         return _Tracked(self._inner.snapshot(), self._progress)
