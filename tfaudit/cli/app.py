@@ -52,7 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.drift_cmd",  # drift
     "tfaudit.cli.analyze_cmd",  # analyze
     "tfaudit.cli.verify_cmd",  # verify
-    "tfaudit.cli.ledger_cmd",  # ledger init, ledger import
+    "tfaudit.cli.ledger_cmd",  # ledger init, ledger import, ledger repair
     "tfaudit.cli.prove_cmd",  # prove, verify-proof
     "tfaudit.cli.log_cmd",  # log
     "tfaudit.cli.history_cmd",  # history

@@ -64,8 +64,9 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
     delivery_cfg = cfg.section("delivery") or DeliveryConfig()
     if deadline is not None:
         delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
-    if not ledger_path.exists():
-        raise UsageError(f"ledger {ledger_path} does not exist", hint="pass --ledger, or run a wrapped command first")
+    from tfaudit.trail.store import open_existing
+
+    open_existing(ledger_path)
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
     report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
     if as_json:

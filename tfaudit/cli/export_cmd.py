@@ -56,10 +56,9 @@ def export(
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file."),
 ) -> int:
     """Write every record (or, for in-toto, every run) of LEDGER as one JSON document per line."""
-    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.store import open_existing
 
-    if not ledger.is_file():
-        raise InputError(f"ledger {ledger} does not exist", hint="check the path")
+    store = open_existing(ledger)
     out: IO[str]
     out = output.open("w", encoding="utf-8") if output else sys.stdout
     count = 0
@@ -74,7 +73,7 @@ def export(
             from tfaudit.export import formatter
 
             to_doc = formatter(fmt.value)
-            for rec in Ledger(ledger).records():
+            for rec in store.records():
                 if run and not str((rec.get("run") or {}).get("id", "")).startswith(run):
                     continue
                 out.write(json.dumps(to_doc(rec), separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -92,7 +92,7 @@ def _emit(doc: dict[str, object], output: Path | None) -> None:
 
 
 def _lines(ledger: Path) -> list[bytes]:
-    from tfaudit.trail.checkpoints import read_lines
+    from tfaudit.trail.store import read_lines
 
     lines = read_lines(ledger)
     if not lines:

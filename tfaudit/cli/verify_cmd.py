@@ -48,6 +48,8 @@ def verify(
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
     elif report is not None:
+        for r in report.repairs:
+            typer.echo(f"{ledger}: {r}")
         for p in report.problems:
             where = f"line {p.line}" if p.line is not None else "ledger"
             typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")

@@ -26,7 +26,7 @@ from tfaudit.terraform import proc as _proc
 from tfaudit.config import Config, load_config
 from tfaudit.errors import ExitCode, LedgerError, PlanError, PolicyError, UsageError
 from tfaudit.identity.actor import IdentityOptions, collect_actor
-from tfaudit.trail.ledger import Appended, Ledger
+from tfaudit.trail.store import Appended, LedgerStore, open_store
 from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan
 from tfaudit.parse.state import State, parse_state
@@ -98,7 +98,7 @@ class Session:
     inv: Invocation
     env: Mapping[str, str]
     config: Config
-    ledger: Ledger
+    ledger: LedgerStore
     signer: Signer
     tf: Terraform
     actor: dict[str, Any]
@@ -141,7 +141,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
     find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
-    ledger = Ledger(resolve_ledger_path(inv, cfg, env, work_dir))
+    ledger = open_store(resolve_ledger_path(inv, cfg, env, work_dir), env)
     ledger.check_writable()
     signer = resolve_signer(inv, cfg, env, console)
     tf = detect(inv.tf_path, env, inv.chdir)
@@ -156,7 +156,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
         from tfaudit.sinks.delivery import prepare
 
-        prepare(ledger.path, cfg.section("sink"), cfg.section("delivery"), console.warn)
+        prepare(_outbox_base(ledger), cfg.section("sink"), cfg.section("delivery"), console.warn)
     # GitHub Actions OIDC identity claims into actor.ci.oidc (never the token itself)
     if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
         from tfaudit.identity import oidc
@@ -211,8 +211,13 @@ def _deliver(session: Session) -> int:
         return 0
     from tfaudit.sinks.delivery import deliver_after_run
 
-    return deliver_after_run(session.ledger.path, specs, session.config.section("delivery"), session.env,
+    return deliver_after_run(_outbox_base(session.ledger), specs, session.config.section("delivery"), session.env,
                              session.redactor, session.console.warn)
+
+
+def _outbox_base(ledger: LedgerStore) -> Path:
+    """Where delivery keeps its outbox: beside a file ledger."""
+    return ledger.local_path or Path(ledger.url)
 
 
 def _anchor(session: Session) -> int:
@@ -220,7 +225,7 @@ def _anchor(session: Session) -> int:
     (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.trail.checkpoints)."""
     from tfaudit.trail.checkpoints import anchor_after_run
 
-    return anchor_after_run(session.ledger.path, session.signer, session.inv.checkpoints, session.env,
+    return anchor_after_run(session.ledger, session.signer, session.inv.checkpoints, session.env,
                             session.config, lambda m: session.console.warn(session.redactor.scrub(m)))
 
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfaudit.errors import LedgerError, PolicyError, VerificationError
+from tfaudit.errors import LedgerNotFound, PolicyError, VerificationError
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
-    from tfaudit.trail.ledger import Ledger
     from tfaudit.trail.signing import Signer, Verifier
+    from tfaudit.trail.store import LedgerStore
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -78,13 +78,13 @@ class PlanLookup:
         }
 
 
-def lookup(ledger: Ledger, plan_sha256: str, plan_file: Path, signer: Signer | None,
+def lookup(ledger: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None,
            accepted: Sequence[Verifier] = ()) -> PlanLookup:
     match = same_path = other_key = None
     target = plan_file.resolve()
     try:
         recs = list(ledger.records())
-    except LedgerError:
+    except LedgerNotFound:
         recs = []  # a new ledger has no plans recorded yet
     for rec in recs:
         if rec.get("type") != "plan.recorded":

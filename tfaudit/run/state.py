@@ -18,11 +18,9 @@ starts from there next time.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfaudit import records
@@ -33,8 +31,8 @@ from tfaudit.terraform.args import positionals
 if TYPE_CHECKING:
     from tfaudit.run.apply import Console, Invocation, Session
     from tfaudit.terraform.binary import Terraform
+    from tfaudit.trail.store import LedgerStore
 
-_TAIL_CHUNK = 256 * 1024
 # Record types that say which state a working directory was left in.
 _STATE_MARKERS = (b'"type":"run.finished"', b'"type":"state.changed"', b'"type":"state.out_of_band"')
 
@@ -58,28 +56,6 @@ class KnownState:
             "id": self.record_id, "type": self.record_type, "time": self.time, "seq": self.seq, "run_id": self.run_id}}
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
-        pos = f.seek(0, os.SEEK_END)
-        rest = b""
-        while pos > 0:
-            step = min(_TAIL_CHUNK, pos)
-            pos -= step
-            f.seek(pos)
-            buf = f.read(step) + rest
-            lines = buf.split(b"\n")
-            rest = lines[0]
-            for line in reversed(lines[1:]):
-                if line.strip():
-                    yield line
-        if rest.strip():
-            yield rest
-
-
 def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     """(whether the record says which state it left, that state_ref or None)."""
     rtype = rec.get("type")
@@ -98,9 +74,10 @@ def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     return False, None
 
 
-def last_known_state(ledger_path: Path, working_dir: str, workspace: str) -> KnownState | None:
-    """The newest state the ledger records for this working directory and workspace."""
-    for line in _lines_backwards(ledger_path):
+def last_known_state(ledger: LedgerStore, working_dir: str, workspace: str) -> KnownState | None:
+    """The newest state the ledger records for this working directory and workspace: read from the
+    tail backwards, so it costs the records since that state, not the ledger's length."""
+    for _, line in ledger.lines_backward():
         if not any(m in line for m in _STATE_MARKERS):
             continue
         try:
@@ -173,7 +150,7 @@ def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
 def check_out_of_band(session: Session, current: State | None) -> OutOfBand | None:
     """Compare the current state with the ledger's; None when they agree or the ledger knows nothing yet."""
     tf = session.tf
-    expected = last_known_state(session.ledger.path, str(tf.working_dir), tf.workspace())
+    expected = last_known_state(session.ledger, str(tf.working_dir), tf.workspace())
     if expected is None:
         return None
     if current is None and expected.state is not None:

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.trail.store import LedgerStore, open_store
 from tfaudit.schema import schema_errors
 from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
+from tfaudit.trail.repair import check_repairs
+from tfaudit.trail.store import LedgerStore, LedgerView, open_store
 
 
 class ProblemKind(str, Enum):
@@ -37,6 +38,7 @@ class ProblemKind(str, Enum):
     UNFINISHED_RUN = "unfinished_run"
     ORPHAN_FINISH = "orphan_finish"
     EMPTY = "empty"
+    REPAIR = "repair"  # a ledger.repaired record whose quarantine file is missing or changed
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Report:
     local_path: Path | None = None  # the file of a file store; None for a shared store
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # `tfaudit ledger repair` moved a torn tail aside
     # per workspace (run.workspace): records, runs, first/last seq, problems on its lines
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
@@ -105,6 +108,7 @@ class Report:
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
             "workspaces": {ws: {**v, "ok": not v["problems"]} for ws, v in sorted(self.workspaces.items())},
+            "repairs": list(self.repairs),
         }
 
 
@@ -122,7 +126,8 @@ def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier
     open_runs: dict[str, int] = {}
     finished_runs: set[str] = set()
 
-    for n, raw in store.lines():
+    view = store.snapshot()
+    for n, raw in view.lines():
         report.lines = n
         line = raw[:-1] if raw.endswith(b"\n") else raw
         torn = not raw.endswith(b"\n")
@@ -199,9 +204,29 @@ def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier
                    f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
     if report.lines == 0:
         report.add(None, ProblemKind.EMPTY, "the ledger is empty")
+    check_repairs_step(store, view, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
     report.tally_problems()
     return report
+
+
+def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
+    """A step of its own after the line checks: each `ledger.repaired` record is reported as a repair,
+    and its quarantine file must still hold the bytes it names (tfaudit.trail.repair)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for n, raw in view.lines():
+        if b'"type":"ledger.repaired"' not in raw:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # the line checks reported it
+        if isinstance(rec, dict):
+            found.append((n, rec))
+    for seen in check_repairs(store, found):
+        report.repairs.append(seen.describe())
+        if seen.problem:
+            report.add(seen.line, ProblemKind.REPAIR, seen.problem)
 
 
 def _check_signature(n: int, rec: dict[str, Any], by_id: dict[str, Verifier], report: Report) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail
+from tfaudit.trail.store import Appended, Tail, SeqView
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, tail_of_line
 
 if TYPE_CHECKING:
@@ -329,6 +329,9 @@ class PostgresStore:
 
     def lines_backward(self) -> Iterator[tuple[int, bytes]]:
         return self._select("SELECT seq, line FROM tfaudit_records ORDER BY seq DESC", ())
+
+    def snapshot(self) -> SeqView:
+        return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
         for _, raw in self.lines():

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import _aws
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail
+from tfaudit.trail.store import Appended, Tail, SeqView
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, query_options, tail_of_line
 
 if TYPE_CHECKING:
@@ -315,6 +315,9 @@ class S3Store:
         for first, lines in self._fetch(batches):
             for n in range(len(lines) - 1, -1, -1):
                 yield first + n, lines[n]
+
+    def snapshot(self) -> SeqView:
+        return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
         for _, raw in self.lines():
