@@ -81,7 +81,8 @@ def test_create_update_replace_delete_and_partial_failure(e2e: dict[str, Any], r
     assert res2["terraform_data.updated"]["actions"] == ["update"]
     # output is computed from input, so it is unknown until apply: a changed path too
     assert res2["terraform_data.updated"]["changed_paths"] == ["input.gen", "output"]
-    assert res2["terraform_data.updated"]["after"]["output"] == "(known after apply)"
+    # after apply the record holds the value the state got, not the plan's "(known after apply)"
+    assert res2["terraform_data.updated"]["after"]["output"] == {"gen": 2, "label": "updated-in-place"}
     assert res2["terraform_data.updated"]["before"]["input"]["gen"] == 1
     assert res2["terraform_data.updated"]["after"]["input"]["gen"] == 2
     assert res2["terraform_data.replaced"]["actions"] == ["delete", "create"]
@@ -328,7 +329,7 @@ def test_sigterm_is_forwarded_and_recorded_as_interrupted(tf_workdir: Callable[[
     time.sleep(1.0)  # let terraform start the slow provisioner
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 1, out + err  # as terraform exits when interrupted
     recs = read_ledger(ledger)
     fin = _by_type(recs, "run.finished")[-1]
     assert fin["outcome"]["status"] == "interrupted"

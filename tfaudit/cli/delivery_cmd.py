@@ -9,26 +9,35 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
+from tfaudit.cli._ledgers import ReadFormat, format_option, ledger_option
 from tfaudit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from tfaudit.config import Config
     from tfaudit.sinks import SinkSpec
+    from tfaudit.sinks.delivery import Where
 
-LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file (default: as for apply).")
+LedgerOpt = ledger_option(repeatable=False)
 ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl).")
 SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; repeatable).")
 
 
 def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
-           only: list[str] | None) -> tuple[Path, Config, list[SinkSpec]]:
+           only: list[str] | None) -> tuple[Where, Config, list[SinkSpec]]:
     from tfaudit.config import load_config
     from tfaudit.run.apply import Invocation, resolve_ledger_path
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
-    ledger_path = resolve_ledger_path(Invocation("flush", ledger=ledger, config=config), cfg, os.environ, work_dir)
+    given = ledger or os.environ.get("TFAUDIT_LEDGER")
+    ledger_path: Where
+    if given and "://" in given:  # a shared store keeps the delivery state itself
+        from tfaudit.trail.store import open_store
+
+        ledger_path = open_store(given, os.environ)
+    else:
+        ledger_path = resolve_ledger_path(Invocation("flush", ledger=ledger, config=config), cfg, os.environ, work_dir)
     specs = list(cfg.section("sink") or ())
     if not specs:
         where = cfg.path or work_dir / ".tfaudit.hcl"
@@ -52,13 +61,15 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
           deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=3600,
                                                    help="Seconds per sink (default: delivery.deadline_seconds); "
                                                         "raise it to drain a large backlog in one go."),
-          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> int:
+          fmt: ReadFormat = format_option(),
+          as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json.")) -> int:
     """Deliver every record still owed to the sinks; exits 4 if some remain pending."""
+    as_json = as_json or fmt is ReadFormat.JSON
     from dataclasses import replace
 
     from tfaudit.redact import Redactor
     from tfaudit.sinks import DeliveryConfig
-    from tfaudit.sinks.delivery import deliver
+    from tfaudit.sinks.delivery import deliver, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     delivery_cfg = cfg.section("delivery") or DeliveryConfig()
@@ -66,7 +77,7 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
         delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
     from tfaudit.trail.store import open_existing
 
-    open_existing(ledger_path)
+    open_existing(ledger_path if isinstance(ledger_path, Path) else ledger_path.url)
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
     report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
     if as_json:
@@ -85,15 +96,17 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
 @commands.command()
 def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
            sink: Optional[List[str]] = SinkOpt,
-           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> int:
+           fmt: ReadFormat = format_option(),
+           as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json.")) -> int:
     """Show, per sink, how many records are delivered and how many wait in the outbox."""
+    as_json = as_json or fmt is ReadFormat.JSON
     from tfaudit.redact import Redactor
-    from tfaudit.sinks.delivery import status as sink_status
+    from tfaudit.sinks.delivery import status as sink_status, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     rows = sink_status(ledger_path, specs, Redactor.with_additions(cfg.redact.names, cfg.redact.values))
     if as_json:
-        typer.echo(json.dumps({"ledger": str(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
+        typer.echo(json.dumps({"ledger": where_name(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
         return 0
     width = max(len(r.sink) for r in rows)
     typer.echo(f"{'sink':<{width}}  {'pending':>7}  {'delivered':>9}  oldest pending / last error")

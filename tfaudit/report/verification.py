@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tfaudit.trail.signing import Verifier
 from tfaudit.trail.verify import verify_ledger
@@ -18,10 +19,16 @@ class LedgerStatus:
     problems: tuple[str, ...] = ()
 
 
-def ledger_status(source: str, verifiers: Sequence[Verifier]) -> LedgerStatus:
+def ledger_status(source: str, verifiers: Sequence[Verifier], progress: Any = None) -> LedgerStatus:
     if source.startswith("s3://") or not Path(source).is_file():
         return LedgerStatus(source, "not checked", "not a local ledger file; run 'tfaudit verify' where it is")
-    report = verify_ledger(Path(source), verifiers, signatures=bool(verifiers))
+    store: Any = Path(source)
+    if progress is not None:  # the bar keeps moving through verification, to the end
+        from tfaudit.trail.store import open_store
+        from tfaudit.ui.progress import tracked
+
+        store = tracked(open_store(Path(source)), progress)
+    report = verify_ledger(store, verifiers, signatures=bool(verifiers))  # without a key: all but signatures
     problems = report.problems
     lines = tuple(f"line {p.line}: {p.kind.value}: {p.message}" if p.line else f"{p.kind.value}: {p.message}"
                   for p in problems)
@@ -35,5 +42,5 @@ def ledger_status(source: str, verifiers: Sequence[Verifier]) -> LedgerStatus:
                                             f"sequence and hash chain verified; head {report.head}")
 
 
-def statuses(sources: Sequence[str], verifiers: Sequence[Verifier]) -> list[LedgerStatus]:
-    return [ledger_status(s, verifiers) for s in sources]
+def statuses(sources: Sequence[str], verifiers: Sequence[Verifier], progress: Any = None) -> list[LedgerStatus]:
+    return [ledger_status(s, verifiers, progress) for s in sources]
