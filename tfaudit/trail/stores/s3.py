@@ -46,6 +46,7 @@ from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
 from tfaudit.trail.store import Appended, Tail, SeqView
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, query_options, tail_of_line
+from tfaudit.trail.jsonline import BadLine, parse_line
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -322,11 +323,9 @@ class S3Store:
     def records(self) -> Iterator[dict[str, Any]]:
         for _, raw in self.lines():
             try:
-                rec = json.loads(raw)
-            except ValueError:
+                yield parse_line(raw)  # the strict reader: no line can crash a reader
+            except BadLine:
                 continue
-            if isinstance(rec, dict):
-                yield rec
 
     def import_lines(self, lines: Sequence[bytes]) -> int:
         """Put an existing chain's exact lines in an empty store as batches at their own positions."""
