@@ -5,7 +5,7 @@ perfect subtrees of n's binary decomposition, largest first (at most log2(n)+1 h
 the frontier at size m and the leaves after it, `ExtendedTree` gives the root at any size from
 m up, and the RFC 9162 consistency proof from any size p >= m, exactly as the full tree would
 (tests compare the two). After each anchor the frontier is written beside the ledger
-(`LEDGER.merkle`; for shared stores, in the user's cache directory) with the digest of its last
+(`LEDGER.merkle`; for shared stores, in the user's cache directory: `store.sidecar_path`) with the digest of its last
 line; the next anchor uses it only if that line is still there with that digest, and falls
 back to hashing the whole ledger otherwise.
 """
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tfaudit.trail import merkle
+from tfaudit.trail.store import save_sidecar
 
 
 class MissingNode(Exception):
@@ -106,14 +105,6 @@ class Saved:
     line_digest: str  # digest of line `frontier.size` (tfaudit.trail.signing.line_digest), to check it is still there
 
 
-def saved_path(ledger_path: Path | None, url: str, env: Mapping[str, str]) -> Path:
-    """Beside a file ledger; for a shared store, in the user's cache directory, keyed by its URL."""
-    if ledger_path is not None:
-        return ledger_path.with_name(ledger_path.name + ".merkle")
-    cache = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME") or Path.home()) / ".cache")
-    return cache / "tfaudit" / f"merkle-{hashlib.sha256(url.encode()).hexdigest()[:16]}.json"
-
-
 def load(path: Path) -> Saved | None:
     """The saved frontier, or None when there is none or it does not parse (the caller recomputes)."""
     try:
@@ -129,16 +120,6 @@ def load(path: Path) -> Saved | None:
 
 
 def save(path: Path, saved: Saved) -> None:
-    """Write atomically (a temporary file renamed over the old one); a failure only costs speed."""
     doc = {"version": 1, "size": saved.frontier.size, "line": saved.line_digest,
            "nodes": [base64.b64encode(h).decode() for h in saved.frontier.nodes]}
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+    save_sidecar(path, json.dumps(doc) + "\n")

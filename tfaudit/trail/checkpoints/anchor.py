@@ -17,7 +17,7 @@ from tfaudit.trail.checkpoints.destinations import CheckpointStore
 from tfaudit.trail.checkpoints.note import NAME_RE, Checkpoint, default_origin, open_checkpoint, signer_public_key
 from tfaudit.trail.checkpoints.settings import CheckpointFailure, CheckpointSettings, resolve_settings
 from tfaudit.trail.signing import Signer, Verifier, line_digest
-from tfaudit.trail.store import LedgerStore, LedgerView, open_store, read_lines
+from tfaudit.trail.store import LedgerStore, LedgerView, open_store, read_lines, sidecar_path
 
 log = get_logger("tfaudit")
 
@@ -113,7 +113,7 @@ def _grow(ledger: LedgerStore, earlier: Sequence[Checkpoint],
     view = ledger.snapshot()
     if view.tail().seq < want:
         view = ledger.snapshot()
-    path = frontier.saved_path(ledger.local_path, ledger.url, env)
+    path = sidecar_path(ledger, "merkle", env)
     saved = frontier.load(path)
     if saved is not None and saved.frontier.size <= min(view.tail().seq, want or saved.frontier.size) \
             and all(c.root == saved.frontier.root() for c in earlier if c.size == saved.frontier.size):
