@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -125,6 +125,19 @@ class LedgerStore(Protocol):
     def snapshot(self) -> LedgerView:
         """A view fixed at the lines committed now (see the module docstring)."""
         ...
+
+
+def parsed_records(lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
+    """The records among (position, line) pairs, skipping lines that are not JSON objects (verify reports them)."""
+    import json
+
+    for _, raw in lines:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
 
 
 class SeqView:
