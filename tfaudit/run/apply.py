@@ -28,10 +28,10 @@ from tfaudit.errors import ExitCode, LedgerError, PlanError, PolicyError, UsageE
 from tfaudit.identity.actor import IdentityOptions, collect_actor
 from tfaudit.trail.store import Appended, LedgerStore, open_store
 from tfaudit.parse.events import ApplyTracker, parse_event_line
-from tfaudit.parse.plan import Plan, parse_plan
+from tfaudit.parse.plan import Plan, parse_plan, plan_checks
 from tfaudit.parse.state import State, parse_state
-from tfaudit.redact import Redactor
-from tfaudit.ui.stream import StreamRenderer
+from tfaudit.redact import LineScrubber, Redactor
+from tfaudit.ui.stream import StreamRenderer, redact_json_line
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.args import plan_out, split_args
 from tfaudit.terraform.binary import SavedPlanNote, Terraform, detect, sha256_file
@@ -305,8 +305,9 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         _append(session, [started], applied=False)
 
         tracker = ApplyTracker()
+        lines = LineScrubber(session.redactor)  # a private key printed over many lines is hidden whole
         renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
-                                  destroy=inv.command == "destroy")
+                                  destroy=inv.command == "destroy", lines=lines)
 
         def on_line(raw: bytes) -> None:
             event = parse_event_line(raw)
@@ -314,7 +315,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                 return
             tracker.feed(event)
             if split.json:
-                console.out.write(raw.decode("utf-8", "replace"))
+                console.out.write(redact_json_line(raw, lines))
                 console.out.flush()
             else:
                 renderer.render(event.raw if event.type != "text" else event.message)
@@ -326,21 +327,24 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         interrupted = fwd.received is not None
 
     state_after = _load_state(tf)
-    recs: list[dict[str, Any]] = []
-    counts = {"succeeded": 0, "failed": 0, "not_attempted": 0, "interrupted": 0}
-    for ch in changes:
-        outcome = _resource_outcome(tracker, ch, rc, interrupted)
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        recs.append(records.base_record("resource.changed", run, session.actor,
-                                        resource={**records.resource_body(ch, outcome, session.redactor),
-                                                  **analysis.resource_findings(ch.address)}))
+    from tfaudit.run import outcomes as _outcomes
+
+    results = _outcomes.resolve(changes, tracker, exit_code=rc, interrupted=interrupted, state_after=state_after)
+    recs: list[dict[str, Any]] = [
+        records.base_record("resource.changed", run, session.actor,
+                            resource={**records.resource_body(ch, outcome, session.redactor),
+                                      **analysis.resource_findings(ch.address)})
+        for ch, outcome in zip(changes, results)]
+    counts = _outcomes.counts(results)
     status = records.run_status(counts, rc, interrupted)
     errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
               for d in tracker.errors_without_address]
     recs.append(records.base_record("run.finished", run, session.actor, outcome=records.outcome_body(
         status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
         state_before=state_before, state_after=state_after, errors=errors,
-        reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0)))
+        reason="interrupted by signal" if interrupted else None, duration_seconds=time.monotonic() - t0,
+        failed_checks=[records.check_body(c, session.redactor) for c in
+                       _outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = publish(session, recs, applied=True)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
@@ -381,24 +385,6 @@ def _check_binding_and_identity(session: Session, plan_sha: str, saved_plan: tup
         refusal = PolicyError(f"blocked: {identity_findings[0]['message']}",
                               hint="expect.on_mismatch = \"deny\" refuses this apply; run it from the expected CI")
     return Gate(bound_to, findings, refusal)
-
-
-def _resource_outcome(tracker: ApplyTracker, ch: Any, rc: int, interrupted: bool) -> records.Outcome:
-    res = tracker.outcome(ch.address)
-    status: str = str(res.status)
-    if status == "started":
-        status = "interrupted" if interrupted else "failed"
-    if status == "not_attempted" and tuple(ch.actions) in (("forget",), ("no-op",)) and rc == 0:
-        # forget, import-only and move-only changes emit no apply hooks; a clean apply did them.
-        status = "succeeded"
-    error = None
-    if status == "failed":
-        if res.errors:
-            d = res.errors[0]
-            error = {"summary": d.summary, "detail": d.detail}
-        else:
-            error = {"summary": "terraform stopped before this resource finished", "detail": ""}
-    return records.Outcome(status, error, res.elapsed_seconds)
 
 
 def _record_blocked(session: Session, run: records.RunInfo, plan: Plan, plan_sha: str, state_before: State | None,
