@@ -21,10 +21,10 @@ from typing import Any
 from tfaudit.errors import InputError, LedgerError, LedgerNotFound
 from tfaudit.schema import validate_record
 from tfaudit.trail import filelines
-from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, parse_line
+from tfaudit.trail.jsonline import MAX_LINE_BYTES
 from tfaudit.trail.repair import TornTail, digest, quarantine_path
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
-from tfaudit.trail.store import Appended, Tail
+from tfaudit.trail.store import Appended, Tail, parsed_records
 
 
 def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer) -> list[Appended]:
@@ -219,11 +219,7 @@ class Ledger:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Parsed records, skipping lines that are not JSON (use verify to find those)."""
-        for _, raw in self.lines():
-            try:
-                yield parse_line(raw)
-            except BadLine:
-                continue
+        return parsed_records(self.lines())
 
 
 class FileView:

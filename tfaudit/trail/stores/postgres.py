@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail, SeqView
+from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, tail_of_line
-from tfaudit.trail.jsonline import BadLine, parse_line
+
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -341,8 +341,4 @@ class PostgresStore:
         return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
-        for _, raw in self.lines():
-            try:
-                yield parse_line(raw)  # the strict reader: no line can crash a reader
-            except BadLine:
-                continue
+        return parsed_records(self.lines())
