@@ -177,3 +177,17 @@ def test_log_has_a_header_and_colour_on_a_terminal_and_is_plain_when_piped(trail
     text = out.decode()
     assert "TIME" in text.splitlines()[0] and "OUTCOME" in text.splitlines()[0]
     assert "\x1b[32msucceeded" in text and "\x1b[33mpartial" in text
+
+
+@pytest.mark.slow
+@pytest.mark.terraform
+def test_drift_format_json_keeps_stdout_for_the_json(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
+                                                     run_tfaudit: Callable[..., CliResult]) -> None:
+    wd = tf_workdir("quickstart")
+    env = {"TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    assert run_tfaudit("apply", "-auto-approve", cwd=wd, env=env).returncode == 0
+    res = run_tfaudit("drift", "--format", "json", cwd=wd, env=env)
+    assert res.returncode == 0, res.output
+    doc = json.loads(res.stdout)  # terraform's own output went to stderr
+    assert doc["exit_code"] == 0 and doc["drifted"] == [] and doc["ledger"].endswith("ledger.jsonl")
+    assert "No changes" in res.stderr or "no drift" in res.stderr.lower()
