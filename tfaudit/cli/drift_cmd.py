@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from tfaudit.cli._ledgers import ReadFormat, format_option
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation, terraform_refuses
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -26,6 +26,9 @@ def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Op
     from tfaudit.run.drift import run_drift
 
     inv = invocation(ctx, "drift", ledger, signing_key, config, tf_path)
+    refused = terraform_refuses(inv)
+    if refused is not None:
+        return refused
     if fmt is ReadFormat.TEXT:
         return run_drift(inv, os.environ)
     from tfaudit.records import now
