@@ -201,7 +201,6 @@ def enroll(ledger_path: Where, specs: Iterable[SinkSpec]) -> None:
         ob.enroll(ids, seq, size)
 
 
-<<<<<<< HEAD
 _AWS_KINDS = frozenset({"s3", "cloudwatch"})
 
 
@@ -212,10 +211,7 @@ def _import_boto3() -> None:
         pass  # the sink says so when it is created
 
 
-def prepare(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
-=======
 def prepare(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
->>>>>>> main
             warn: Callable[[str], None]) -> None:
     """Enroll the sinks before a run writes; an outbox that cannot be opened stops the run only
     with on_failure = "fail" (nothing has been applied yet), else it is a warning.
