@@ -43,11 +43,19 @@ def verify(
     # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
     from tfaudit.cli.prove_cmd import verify_extras
 
-    report = verify_ledger(ledger, verifiers) if ledger is not None else None
-    if ledger is not None and report is not None and report.local_path is None and (checkpoints or dsse):
-        raise UsageError(f"--checkpoints and --dsse check a ledger file, not {ledger}",
+    report = None
+    if ledger is not None:
+        from tfaudit.trail.store import open_existing
+        from tfaudit.ui.progress import TerminalProgress, tracked
+
+        with TerminalProgress("verifying") as progress:
+            report = verify_ledger(tracked(open_existing(ledger), progress), verifiers)
+    shared = ledger is not None and report is not None and report.local_path is None
+    if shared and dsse:
+        raise UsageError(f"--dsse checks envelopes against a ledger file, not {ledger}",
                          hint="export the store to a file first ('tfaudit export')")
-    extras = verify_extras(Path(ledger) if ledger is not None else None, verifiers, checkpoints, dsse)
+    extras = verify_extras(ledger if shared else Path(ledger) if ledger is not None else None, verifiers,
+                           checkpoints, dsse)
     ok = (report is None or report.ok) and extras.ok
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))

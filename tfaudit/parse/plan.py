@@ -128,7 +128,9 @@ class Plan:
     timestamp: str | None
     sensitive_variables: frozenset[str]  # root variables declared `sensitive = true`
     variable_names: frozenset[str]  # declared in configuration or given in `variables`
-    raw: Mapping[str, Any]  # the parsed document, for rules that need configuration/prior_state
+    # The document's small top-level members (variables, output_changes, ...). The big ones
+    # (RAW_DROPPED) are not kept: a 100,000-change plan would hold them through the whole apply.
+    raw: Mapping[str, Any]
 
     @property
     def changes(self) -> tuple[ResourceChange, ...]:
@@ -323,6 +325,11 @@ def _not_a_plan(doc: Any, source: str) -> PlanError:
     return PlanError(f"{source}: looks like {DESCRIPTIONS[kind]}, not a plan", hint=HINT)
 
 
+# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw.
+RAW_DROPPED = frozenset({"resource_changes", "resource_drift", "planned_values", "prior_state", "configuration",
+                         "relevant_attributes", "checks"})
+
+
 def _plan(doc: Any, source: str) -> Plan:
     if not isinstance(doc, dict) or sniff(doc) != "plan":
         raise _not_a_plan(doc, source)
@@ -349,7 +356,7 @@ def _plan(doc: Any, source: str) -> Plan:
         timestamp=timestamp if isinstance(timestamp, str) else None,
         sensitive_variables=sensitive,
         variable_names=names,
-        raw=MappingProxyType(doc),
+        raw=MappingProxyType({k: v for k, v in doc.items() if k not in RAW_DROPPED}),
     )
 
 

@@ -31,6 +31,7 @@ from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan, plan_checks
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import LineScrubber, Redactor
+from tfaudit.ui.console import Console
 from tfaudit.ui.stream import StreamRenderer, redact_json_line
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.args import plan_out, split_args
@@ -54,41 +55,6 @@ class Invocation:
     tf_path: str | None = None
     checkpoints: str | None = None  # --checkpoints DIR|s3://...|https://...
     fail_on: str | None = None  # --fail-on / TFAUDIT_FAIL_ON severity gate
-
-
-@dataclass
-class Console:
-    """Where the user sees things. Swappable in tests; defaults to the real terminal."""
-
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
-    read_line: Callable[[], str] = field(default=lambda: sys.stdin.readline())
-
-    def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def warn(self, text: str) -> None:
-        self.err.write(text + "\n")
-        self.err.flush()
-
-    def confirm(self, destroy: bool) -> bool:
-        if destroy:
-            q = ("\nDo you really want to destroy all resources?\n"
-                 "  Terraform will destroy all your managed infrastructure, as shown above.\n"
-                 "  There is no undo. Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
-        else:
-            q = ("\nDo you want to perform these actions?\n"
-                 "  Terraform will perform the actions described above.\n"
-                 "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
-        self.out.write(q)
-        self.out.flush()
-        try:
-            answer = self.read_line()
-        except (EOFError, OSError):
-            answer = ""
-        self.out.write("\n")
-        return answer.strip() == "yes"
 
 
 @dataclass
@@ -141,7 +107,9 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
     find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
-    ledger = open_store(resolve_ledger_path(inv, cfg, env, work_dir), env)
+    explicit = inv.ledger or env.get("TFAUDIT_LEDGER")
+    shared = explicit if explicit and "://" in explicit and not explicit.startswith("file://") else None
+    ledger = open_store(shared or resolve_ledger_path(inv, cfg, env, work_dir), env)
     ledger.check_writable()
     signer = resolve_signer(inv, cfg, env, console)
     tf = detect(inv.tf_path, env, inv.chdir)
@@ -215,9 +183,9 @@ def _deliver(session: Session) -> int:
                              session.redactor, session.console.warn)
 
 
-def _outbox_base(ledger: LedgerStore) -> Path:
-    """Where delivery keeps its outbox: beside a file ledger."""
-    return ledger.local_path or Path(ledger.url)
+def _outbox_base(ledger: LedgerStore) -> Path | LedgerStore:
+    """Where delivery keeps its outbox: beside a file ledger; a shared store keeps its own."""
+    return ledger.local_path or ledger
 
 
 def _anchor(session: Session) -> int:
@@ -248,6 +216,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
 
     record_out_of_band(session, state_before, run_id, inv.command)
 
+    held: list[str] = []  # the plan's warnings, shown with the apply's when no prompt comes between
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, _proc.forwarding_signals() as fwd:
         if saved_plan:
             plan_path = saved_plan
@@ -258,8 +227,8 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
             plan_path = str(Path(tmp) / "tfaudit.tfplan")
             plan_file_abs = Path(plan_path)
             plan_args = (["-destroy"] if inv.command == "destroy" else []) + split.plan
-            rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=fwd,
-                        saved_plan_note=SavedPlanNote(tf.tool, replace_with_note=False))
+            rc = _plan_step(tf, [f"-out={plan_path}", *plan_args], split.json, console, fwd, held,
+                            split.auto_approve)
             if fwd.received or rc != 0:
                 return _record_unapplied(session, rc, state_before, t0, interrupted=bool(fwd.received),
                                          reason="interrupted during plan" if fwd.received else "terraform plan failed",
@@ -292,7 +261,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                             gate.refusal.message)
         has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
         if not saved_plan and has_changes and not split.auto_approve:
-            if not console.confirm(destroy=inv.command == "destroy"):
+            if not console.confirm(destroy=inv.command == "destroy", color=not split.no_color):
                 console.say(("Destroy" if inv.command == "destroy" else "Apply") + " cancelled.")
                 return int(ExitCode.FAILURE)
 
@@ -307,13 +276,17 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         tracker = ApplyTracker()
         lines = LineScrubber(session.redactor)  # a private key printed over many lines is hidden whole
         renderer = StreamRenderer(console.out, console.err, session.redactor.scrub,
-                                  destroy=inv.command == "destroy", lines=lines)
+                                  destroy=inv.command == "destroy", color=not split.no_color, lines=lines)
 
         def on_line(raw: bytes) -> None:
             event = parse_event_line(raw)
             if event is None:
                 return
             tracker.feed(event)
+            if split.json and event.type in ("version", "planned_change") and not saved_plan:
+                return  # the plan step's stream had them already: `terraform apply -json` prints them once
+            if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
+                console.out.write(held.pop())
             if split.json:
                 console.out.write(redact_json_line(raw, lines))
                 console.out.flush()
@@ -325,6 +298,9 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         apply_args = [*split.plan, *split.apply] if saved_plan else split.apply
         rc = tf.stream(["apply", "-json", *apply_args, plan_path], on_line, forwarder=fwd)
         interrupted = fwd.received is not None
+        if held and split.auto_approve:
+            console.out.write(held.pop())
+            console.out.flush()
 
     state_after = _load_state(tf)
     from tfaudit.run import outcomes as _outcomes
@@ -346,9 +322,30 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
         failed_checks=[records.check_body(c, session.redactor) for c in
                        _outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = publish(session, recs, applied=True)
+    console.summary(f"run {run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
+                    if changes else f"run {run_id[:8]} (no changes)", session.ledger.path)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
+
+
+def _plan_step(tf: Terraform, args: list[str], json_stream: bool, console: Console,
+               fwd: _proc.SignalForwarder, held: list[str], hold: bool) -> int:
+    """`terraform plan ARGS` for apply/destroy: its screen as `terraform apply` shows it (without the
+    hint to apply tfaudit's temporary plan file; with no prompt to come, the plan's warnings are kept
+    back in `held`, shown with the apply's as terraform does), or with -json its event stream."""
+    if not json_stream:
+        note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=hold)
+        rc = tf.run(["plan", *args], forwarder=fwd, saved_plan_note=note)
+        if note.diagnostics:
+            held.append(b"".join(note.diagnostics).decode("utf-8", "replace"))
+        return rc
+
+    def passthrough(raw: bytes) -> None:
+        console.out.write(raw.decode("utf-8", "replace"))
+        console.out.flush()
+
+    return tf.stream(["plan", "-json", *args], passthrough, forwarder=fwd)
 
 
 # --- plan binding and CI identity cross-check -------------------------------------------------
@@ -463,6 +460,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     if analysis.findings:
         rec["findings"] = analysis.findings
     override = publish(session, [rec])
+    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger.path)
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)

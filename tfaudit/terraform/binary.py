@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfaudit.terraform import proc as _proc
+from tfaudit.terraform.args import probe_argv, terraform_env
 from tfaudit.errors import TerraformError, TerraformNotFound
 
 
@@ -92,6 +93,7 @@ class Terraform:
 
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 _RULE = "─".encode()
+_LEADING_ANSI = re.compile(rb"(?:\x1b\[0m)+(?=\x1b\[3[13]m)")  # a reset carried over from the line before a box
 
 
 class SavedPlanNote:
@@ -108,7 +110,7 @@ class SavedPlanNote:
     _START = b"Saved the plan to: "
     _MAX_DROPPED = 4  # the block's own lines: a changed format never swallows more than this
 
-    def __init__(self, tool: str, *, replace_with_note: bool) -> None:
+    def __init__(self, tool: str, *, replace_with_note: bool, hold_diagnostics: bool = False) -> None:
         name = "OpenTofu" if tool == "tofu" else "Terraform"
         self.replacement = (
             f"Note: You didn't use the -out option to save this plan, so {name} can't\n"
@@ -119,6 +121,11 @@ class SavedPlanNote:
         self.buf = b""
         self.held: list[bytes] = []  # a horizontal rule (and blank lines) that may precede the block
         self.dropping = 0  # lines still to drop; 0 when not inside the block
+        # `terraform apply -auto-approve` shows the plan's warnings at the end, with the apply's own:
+        # what follows the "Plan:" line up to the rule is kept back for the caller to show then
+        self.hold_diagnostics = hold_diagnostics
+        self.after_plan_line = False
+        self.diagnostics: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -149,8 +156,19 @@ class SavedPlanNote:
         held, self.held = b"".join(self.held), []
         if line.startswith(self._START):
             self.dropping = self._MAX_DROPPED
-            # the rule goes, but not its colour codes: the terminal's colour state stays right
+            if self.diagnostics and self.diagnostics[-1] == b"\n":
+                self.diagnostics.pop()  # without colour, the blank line before the rule belongs to the rule
+            if self.drop_rule:
+                # the rule goes; what the line before it left open (a reset) stays, as terraform apply shows it
+                return held.split(b"\x1b[90m", 1)[0] if b"\x1b[90m" in held else b"".join(_ANSI.findall(held))
             return b"".join(_ANSI.findall(held)) + self.replacement
+        if self.hold_diagnostics and self.after_plan_line:
+            carried = _LEADING_ANSI.match(held + line)
+            lead = carried.group(0) if carried and not self.diagnostics else b""
+            self.diagnostics.append((held + line)[len(lead):])
+            return lead
+        if visible.startswith((b"Plan: ", b"No changes.")):
+            self.after_plan_line = True
         return held + line
 
     def close(self) -> bytes:
@@ -192,11 +210,26 @@ def find_binary(explicit: str | None, env: Mapping[str, str]) -> tuple[str, str]
                                         hint="fix the path, or unset it to search PATH")
             return found, _tool_name(found)
     for name in ("terraform", "tofu"):
-        found = shutil.which(name, path=path_var)
-        if found:
-            return found, _tool_name(found)
+        for directory in path_var.split(os.pathsep):
+            found = shutil.which(name, path=directory or ".")
+            if found and not is_tfaudit(found):  # a `terraform` shim that runs tfaudit must not run itself
+                return found, _tool_name(found)
     raise TerraformNotFound("neither terraform nor tofu was found on PATH",
                             hint="install one, or pass --tf-path / set TFAUDIT_TF_PATH")
+
+
+def is_tfaudit(path: str) -> bool:
+    """Whether `path` is tfaudit itself: its entry point, a link to it, or a small script that runs it
+    (`alias terraform=tfaudit` done with a file on PATH)."""
+    try:
+        real = os.path.realpath(path)
+        if sys.argv and sys.argv[0] and real == os.path.realpath(sys.argv[0]):
+            return True
+        with open(real, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and b"tfaudit" in head
 
 
 def _tool_name(path: str) -> str:
@@ -205,6 +238,7 @@ def _tool_name(path: str) -> str:
 
 def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> Terraform:
     path, tool = find_binary(explicit, env)
+    env = terraform_env(env)  # TF_CLI_ARGS* were routed by tfaudit (terraform.args.env_args) already
     res = _proc.run([path, "version", "-json"], env=env, timeout=60)
     version: str | None = None
     if res.ok:
@@ -216,6 +250,26 @@ def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> T
     if chdir is not None and not Path(chdir).is_dir():
         raise TerraformError(f"-chdir={chdir}: no such directory", hint="check the path given to -chdir")
     return Terraform(path, tool, version, chdir, env)
+
+
+_PROBE = "-tfaudit-flag-probe"
+
+
+def rejected_flags(words: Sequence[str], args: Sequence[str], *, tf_path: str | None, env: Mapping[str, str],
+                   chdir: str | None) -> int | None:
+    """When args has a flag tfaudit does not know for `words`, ask terraform, which stops at the first
+    flag it does not know before doing anything: its own error is shown and its exit code returned
+    (nothing happened, nothing is recorded); None when terraform takes every flag."""
+    path, _tool = find_binary(tf_path, env)
+    argv = [path, *([f"-chdir={chdir}"] if chdir else []), *probe_argv(words, args, _PROBE)]
+    res = _proc.run(argv, env=terraform_env(env), timeout=120)
+    if _PROBE.encode() in res.stderr + res.stdout:
+        return None
+    sys.stdout.buffer.write(res.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(res.stderr)
+    sys.stderr.flush()
+    return res.returncode or 1
 
 
 def sha256_file(path: str | Path) -> str:
