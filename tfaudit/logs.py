@@ -11,22 +11,37 @@ import structlog
 
 from tfaudit.redact import Redactor
 
-_redactor: Redactor = Redactor()
+
+class RedactProcessor:
+    """A structlog processor that scrubs every log line with one redactor (the session's, once a
+    recorded run has opened: the config's secrets and those learned from the plan)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for k, v in list(event_dict.items()):
+            if self.redactor.is_secret_name(str(k)):
+                event_dict[k] = "(redacted)"
+            elif isinstance(v, str):
+                event_dict[k] = self.redactor.scrub(v)
+        return event_dict
 
 
 def set_redactor(redactor: Redactor) -> None:
-    """The run's redactor, so log lines are scrubbed of the secrets it has learned."""
-    global _redactor
-    _redactor = redactor
+    """Scrub log lines from now on with this redactor (a new processor in structlog's chain)."""
+    processors = list(structlog.get_config()["processors"])
+    if any(isinstance(p, RedactProcessor) for p in processors):  # configured by the CLI
+        structlog.configure(processors=[RedactProcessor(redactor) if isinstance(p, RedactProcessor) else p
+                                        for p in processors])
 
 
-def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for k, v in list(event_dict.items()):
-        if _redactor.is_secret_name(str(k)):
-            event_dict[k] = "(redacted)"
-        elif isinstance(v, str):
-            event_dict[k] = _redactor.scrub(v)
-    return event_dict
+def current_redactor() -> Redactor:
+    """The redactor log lines are scrubbed with now (for messages tfaudit prints itself)."""
+    for p in structlog.get_config()["processors"]:
+        if isinstance(p, RedactProcessor):
+            return p.redactor
+    return Redactor()
 
 
 class _StderrLogger:
@@ -46,7 +61,7 @@ def configure(log_format: str | None, verbosity: int) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_processor,
+            RedactProcessor(Redactor()),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

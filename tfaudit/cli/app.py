@@ -155,9 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    from tfaudit.logs import _redactor
+    from tfaudit.logs import current_redactor
 
-    sys.stderr.write(f"tfaudit: error: {_redactor.scrub(message)}\n")
+    sys.stderr.write(f"tfaudit: error: {current_redactor().scrub(message)}\n")
     sys.stderr.flush()
 
 

@@ -10,7 +10,7 @@ import typer
 from tfaudit.terraform.binary import extract_chdir
 
 if TYPE_CHECKING:
-    from tfaudit.run.apply import Invocation
+    from tfaudit.run.session import Invocation
 
 # No short options here: terraform's single-dash flags (-var, -target) must reach it intact.
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": True,
@@ -28,7 +28,7 @@ FailOnOpt = typer.Option(None, "--fail-on", metavar="SEVERITY", envvar="TFAUDIT_
 def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
                config: str | None, tf_path: str | None, checkpoints: str | None = None,
                fail_on: str | None = None) -> Invocation:
-    from tfaudit.run.apply import Invocation
+    from tfaudit.run.session import Invocation
 
     chdir, args = extract_chdir(ctx.args)
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
@@ -61,6 +61,6 @@ def register(app: typer.Typer) -> None:
              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
              checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
         """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
-        from tfaudit.run.apply import run_plan
+        from tfaudit.run.plan import run_plan
 
         return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
