@@ -94,20 +94,24 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
     if not step.saved and has_changes and not split.auto_approve:
         if not session.console.confirm(destroy=run.command == "destroy"):
             session.console.say(("Destroy" if run.command == "destroy" else "Apply") + " cancelled.")
-            return int(ExitCode.FAILURE)
+            return _record_declined(run, plan_body, gate.findings)
     started = run.record("run.started", plan=plan_body)
     if gate.findings:
         started["findings"] = gate.findings
     if step.saved:
         started["plan"]["recorded_by"] = gate.bound_to
-    run.append([started], applied=False)
-    tracker = ApplyTracker()
-    rc = _stream_apply(run, split, step, tracker)
-    return _finish(run, changes, tracker, rc, gate.analysis)
+    planned = [{**records.resource_body(ch, records.Outcome("planned"), session.redactor),
+                **gate.analysis.resource_findings(ch.address)} for ch in changes]
+    with run.journaled(planned) as journal:
+        run.append([started], applied=False)
+        tracker = ApplyTracker()
+        rc = _stream_apply(run, split, step, tracker, journal.stream)
+        return _finish(run, changes, tracker, rc, gate.analysis)
 
 
-def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: ApplyTracker) -> int:
-    """terraform apply -json: events tracked, rendered as terraform would print them (or passed on with -json)."""
+def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: ApplyTracker, journal: Path) -> int:
+    """terraform apply -json into the journal, which is followed: events tracked, rendered as terraform
+    would print them (or passed on with -json). terraform carries on if tfaudit dies."""
     console = run.session.console
     renderer = StreamRenderer(console.out, console.err, run.session.redactor.scrub,
                               destroy=run.command == "destroy")
@@ -126,7 +130,8 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
     # With a saved plan there is no plan step: planning options go to apply, so terraform's own
     # error ("Can't set variables when applying a saved plan") reaches the user unchanged.
     apply_args = [*split.plan, *split.apply] if step.saved else split.apply
-    return run.session.tf.stream(["apply", "-json", *apply_args, step.path], on_line, forwarder=run.fwd)
+    return run.session.tf.stream_journaled(["apply", "-json", *apply_args, step.path], journal, on_line,
+                                           forwarder=run.fwd, on_start=run.terraform_started)
 
 
 def resource_outcomes(tracker: ApplyTracker, changes: Sequence[ResourceChange], rc: int, interrupted: bool,
@@ -192,6 +197,17 @@ def _record_blocked(run: RecordedRun, plan_body: dict[str, Any], findings: list[
             duration_seconds=run.elapsed())),
     ])
     raise refusal
+
+
+def _record_declined(run: RecordedRun, plan_body: dict[str, Any], findings: list[dict[str, Any]]) -> int:
+    """The user answered something other than "yes": who declined which plan, and when, is recorded."""
+    started = run.record("run.started", plan=plan_body)
+    if findings:
+        started["findings"] = findings
+    run.publish([started, run.record("run.finished", outcome=records.outcome_body(
+        status="declined", exit_code=int(ExitCode.FAILURE), counts={}, state_before=run.state_before,
+        state_after=run.state_before, reason="approval declined at the prompt", duration_seconds=run.elapsed()))])
+    return int(ExitCode.FAILURE)
 
 
 def _record_unapplied(run: RecordedRun, rc: int, *, reason: str) -> int:

@@ -1,9 +1,12 @@
 """The check that catches state changed behind tfaudit's back.
 
 Before every wrapped command, `check_out_of_band` compares the current state with the
-last state the ledger knows for the same working directory and workspace (the `after`
+last state the ledger knows for the same state and workspace: the same backend and
+location (`run.state_id`: a local state file's absolute path, a bucket and key, ...), so
+two checkouts of one configuration at different paths see each other's runs; records
+without a state id are matched by working directory. The known state is the `after`
 state of the newest run.finished, state.changed or state.out_of_band record; a run that
-saw no state is skipped, as it may only have failed to read one). A serial or lineage
+saw no state is skipped, as it may only have failed to read one. A serial or lineage
 that moved, contents that changed, or a state that appeared or vanished without a record
 means someone ran terraform outside tfaudit: that becomes a `state.out_of_band` record
 with a `state.out-of-band` finding, and the comparison starts from there next time.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -26,6 +30,39 @@ from tfaudit.trail.store import LedgerStore
 # Record types that say which state a working directory was left in.
 log = structlog.get_logger("tfaudit")
 _STATE_MARKERS = (b'"type":"run.finished"', b'"type":"state.changed"', b'"type":"state.out_of_band"')
+
+
+# Backend settings that say where a state lives (never credentials: a pg conn_str holds a password).
+_LOCATION_KEYS = ("bucket", "key", "prefix", "workspace_key_prefix", "region", "path", "workspace_dir",
+                  "container_name", "storage_account_name", "resource_group_name", "organization", "hostname",
+                  "workspaces", "address", "schema_name", "namespace", "secret_suffix")
+
+
+def state_identity(tf: Terraform) -> str | None:
+    """Which state this working directory's terraform reads and writes: the backend type and its
+    location (local: the state file's absolute path; others: bucket, key, prefix, ...), so runs
+    from two checkouts of one configuration find each other's records. None when unknown."""
+    data_dir = Path(tf.env.get("TF_DATA_DIR") or ".terraform")
+    data_dir = data_dir if data_dir.is_absolute() else tf.working_dir / data_dir
+    backend: Any = None
+    try:
+        backend = json.loads((data_dir / "terraform.tfstate").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    if not isinstance(backend, Mapping) or not isinstance(backend.get("type"), str):
+        backend = {"type": "local", "config": {}}  # no backend block: the default local state
+    config = backend.get("config") if isinstance(backend.get("config"), Mapping) else {}
+    if backend["type"] == "local":
+        workspace = tf.workspace()
+        if workspace == "default":
+            path = Path(str(config.get("path") or "terraform.tfstate"))
+        else:
+            path = Path(str(config.get("workspace_dir") or "terraform.tfstate.d")) / workspace / "terraform.tfstate"
+        return "local:" + str(path if path.is_absolute() else (tf.working_dir / path).resolve())
+    where = {k: config[k] for k in _LOCATION_KEYS if config.get(k) not in (None, "", [], {})}
+    if not where:
+        return None
+    return f"{backend['type']}:" + json.dumps(where, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def read_state(tf: Terraform) -> tuple[bool, State | None]:
@@ -79,8 +116,21 @@ def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     return False, None
 
 
-def last_known_state(store: LedgerStore, working_dir: str, workspace: str) -> KnownState | None:
-    """The newest state the ledger records for this working directory and workspace."""
+def _same_state(run: Mapping[str, Any], working_dir: str, workspace: str, state_id: str | None) -> bool:
+    """Whether a record's run worked on this state: by state identity when both runs know it
+    (any working directory), else by working directory."""
+    if run.get("workspace") != workspace:
+        return False
+    theirs = run.get("state_id")
+    if state_id is not None and isinstance(theirs, str):
+        return theirs == state_id
+    return run.get("working_dir") == working_dir
+
+
+def last_known_state(store: LedgerStore, working_dir: str, workspace: str,
+                     state_id: str | None = None) -> KnownState | None:
+    """The newest state the ledger records for this state (or, for older records, this working
+    directory) and workspace."""
     if not store.exists():
         return None
     for _, line in store.lines_backward():
@@ -91,7 +141,7 @@ def last_known_state(store: LedgerStore, working_dir: str, workspace: str) -> Kn
         except ValueError:
             continue
         run = rec.get("run") if isinstance(rec, dict) else None
-        if not isinstance(run, dict) or run.get("working_dir") != working_dir or run.get("workspace") != workspace:
+        if not isinstance(run, dict) or not _same_state(run, working_dir, workspace, state_id):
             continue
         known, ref = _state_of(rec)
         if not known or (ref is None and rec.get("type") != "state.out_of_band"):
@@ -147,7 +197,7 @@ def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
 
 def check_out_of_band(store: LedgerStore, tf: Terraform, current: State | None) -> OutOfBand | None:
     """Compare the current state with the ledger's; None when they agree or the ledger knows nothing yet."""
-    expected = last_known_state(store, str(tf.working_dir), tf.workspace())
+    expected = last_known_state(store, str(tf.working_dir), tf.workspace(), state_identity(tf))
     if expected is None:
         return None
     if current is None and expected.state is not None:

@@ -63,6 +63,13 @@ class Terraform:
         """Run with stdout fed to on_line one line at a time (for -json output)."""
         return _proc.run_streaming(self.argv(*args), on_line=on_line, env=self.env, forwarder=forwarder)
 
+    def stream_journaled(self, args: Sequence[str], journal: Path, on_line: Callable[[bytes], None], *,
+                         forwarder: _proc.SignalForwarder | None = None,
+                         on_start: Callable[[int], None] | None = None) -> int:
+        """Run so that terraform outlives tfaudit: stdout into the journal file, which tfaudit follows."""
+        return _proc.run_journaled(self.argv(*args), journal, on_line, env=self.env, forwarder=forwarder,
+                                   on_start=on_start)
+
     def capture(self, args: Sequence[str], *, timeout: float | None = 300) -> _proc.Result:
         return _proc.run(self.argv(*args), env=self.env, timeout=timeout)
 
