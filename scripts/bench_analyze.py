@@ -293,7 +293,7 @@ def analysis(plan, out):
     from tfaudit.analysis import analyse_input
     from tfaudit.analysis.engine import Analyzer
     from tfaudit.analysis.policy import Policy
-    from tfaudit.analysis.render import OutputFormat, render
+    from tfaudit.analysis.formats import OutputFormat, render
     from tfaudit.config import load_config
     policy = Policy.from_config(load_config(None, Path.cwd()))
     analyzer = Analyzer(policy)

@@ -16,9 +16,9 @@ import pytest
 
 from conftest import ROOT, CliResult
 from tfaudit.analysis import stream as stream_mod
-from tfaudit.analysis.builtin import RULES
-from tfaudit.analysis.engine import Analyzer, Report, analyse_bytes, analyse_file, analyse_plan
-from tfaudit.analysis.render import OutputFormat, render, sarif_document
+from tfaudit.analysis.rules.catalog import RULES
+from tfaudit.analysis.engine import Analyzer, AnalysisReport, analyse_bytes, analyse_file, analyse_plan
+from tfaudit.analysis.formats import OutputFormat, render, sarif_document
 from tfaudit.errors import PlanError
 from tfaudit.parse.plan import load_plans
 
@@ -56,8 +56,8 @@ def assert_valid_sarif(doc: dict[str, Any]) -> None:
     assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
 
 
-def _full(path: Path, analyzer: Analyzer) -> Report:
-    rep = Report()
+def _full(path: Path, analyzer: Analyzer) -> AnalysisReport:
+    rep = AnalysisReport()
     for plan in load_plans(path):
         analyse_plan(plan, analyzer, rep, str(path))
     return rep.finish(analyzer.policy_findings())
@@ -223,7 +223,7 @@ def test_list_rules_and_the_readme_table_agree_with_the_rules(run_tfaudit: Calla
 def test_sarif_marks_waived_findings_as_suppressed() -> None:
     from tfaudit.analysis.model import Effect, Finding, Severity, Waived
 
-    rep = Report(sources=["plans/p.json"], findings=[Finding("destroy.delete", Severity.MEDIUM, "a.b", "deleted",
+    rep = AnalysisReport(sources=["plans/p.json"], findings=[Finding("destroy.delete", Severity.MEDIUM, "a.b", "deleted",
                                                              Effect.WARN, "destruction", "why", Waived("ok", "2099-01-01"))])
     doc = sarif_document(rep, RULES)
     assert_valid_sarif(doc)

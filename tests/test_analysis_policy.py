@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import CliResult
-from tfaudit.analysis.engine import Analyzer, Report, analyse_plan
+from tfaudit.analysis.engine import Analyzer, AnalysisReport, analyse_plan
 from tfaudit.analysis.model import Effect, Severity
 from tfaudit.analysis.policy import Policy
 from tfaudit.config import parse_config
@@ -127,9 +127,9 @@ rules {
     assert pol.settings.fail_on is Severity.HIGH
 
 
-def _report(pol: Policy, *changes: Any) -> Report:
+def _report(pol: Policy, *changes: Any) -> AnalysisReport:
     analyzer = Analyzer(pol, today=TODAY)
-    rep = Report()
+    rep = AnalysisReport()
     for ch in changes:
         rep.add_change(ch, analyzer)
     return rep.finish(analyzer.policy_findings())

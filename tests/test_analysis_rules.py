@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tfaudit.analysis.builtin import RULES
+from tfaudit.analysis.rules.catalog import RULES
 from tfaudit.analysis.engine import Analyzer
 from tfaudit.analysis.model import Severity
 from tfaudit.parse.plan import ResourceChange, resource_change_from_json

@@ -107,6 +107,34 @@ def test_plan_recorded_under_another_key_is_refused(work: dict[str, Any], tmp_pa
     assert res.returncode == 5 and "recorded under a different signing key" in res.stderr
 
 
+def test_plan_recorded_under_a_listed_plan_key_is_accepted(work: dict[str, Any], tmp_path: Path,
+                                                          run_tfaudit: Callable[..., CliResult]) -> None:
+    """A pull request job signs its plan with a plan key; the apply job, holding the apply key, accepts it."""
+    from tfaudit.trail.signing import generate_keypair
+
+    d = work["dir"]
+    plan_priv, plan_pub = generate_keypair(tmp_path / "plan" / "key")
+    (d / "keys").mkdir()
+    (d / "keys" / "plan.pub").write_bytes(plan_pub.read_bytes())
+    (d / ".tfaudit.hcl").write_text('require_recorded_plan = true\nplan_keys = ["keys/plan.pub"]\n')
+    assert run_tfaudit("plan", "-out=pr.tfplan", cwd=d, env={"TFAUDIT_SIGNING_KEY": str(plan_priv)}).returncode == 0
+    res = work["tfa"]("apply", "pr.tfplan")
+    assert res.returncode == 0, res.output
+    recs = read_ledger(work["ledger"])
+    plan_rec = next(r for r in recs if r["type"] == "plan.recorded")
+    started = next(r for r in recs if r["type"] == "run.started")
+    assert started["plan"]["recorded_by"]["id"] == plan_rec["id"]
+    assert plan_rec["signature"]["key_id"] != started["signature"]["key_id"]
+    both = work["tfa"]("verify", str(work["ledger"]), "--public-key", str(work["pub"]), "--public-key", str(plan_pub))
+    assert both.returncode == 0, both.output
+
+
+def test_plan_keys_must_name_existing_files(work: dict[str, Any]) -> None:
+    (work["dir"] / ".tfaudit.hcl").write_text('plan_keys = ["missing.pub"]\n')
+    res = work["tfa"]("plan")
+    assert res.returncode == 64 and "plan_keys" in res.stderr and "missing.pub does not exist" in res.stderr
+
+
 def test_require_recorded_plan_must_be_a_bool(work: dict[str, Any]) -> None:
     (work["dir"] / ".tfaudit.hcl").write_text('require_recorded_plan = "yes"\n')
     res = work["tfa"]("config", "validate")

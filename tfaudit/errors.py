@@ -120,13 +120,23 @@ class TerraformError(TfauditError):
         self.stderr = stderr
 
 
+class ForgeError(TfauditError):
+    """A pull or merge request API (GitHub, GitLab) refused or could not be reached."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 class Interrupted(TfauditError):
     exit_code = ExitCode.INTERRUPTED
 
 
 EXIT_CODES_DOC = {
     0: "success (wrapped commands: terraform's own exit code is returned)",
-    1: "terraform failed, or verification found a problem",
+    1: "terraform failed, verification found a problem, or a CI API (pull/merge request comment) failed",
     2: "changes present (-detailed-exitcode), or drift found by `tfaudit drift`",
     3: "internal error in tfaudit (re-run with --log-format json -v for detail)",
     4: "the audit trail could not be written (ledger, signing key, or delivery with on_failure = \"fail\")",

@@ -43,7 +43,7 @@ class _NoProgress:
         pass
 
 
-class Outcome(str, Enum):
+class RunStatus(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     PARTIAL = "partial"
@@ -67,7 +67,7 @@ class RunSummary:
     actor: str
     workspace: str
     working_dir: str
-    status: str = Outcome.UNFINISHED.value
+    status: str = RunStatus.UNFINISHED.value
     exit_code: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)
@@ -292,9 +292,9 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
         if isinstance(plan.get("recorded_by"), Mapping):
             summary.recorded_by = plan["recorded_by"]
         if rtype == "plan.recorded":
-            summary.status = Outcome.PLANNED.value
-        elif summary.status == Outcome.OUT_OF_BAND.value:
-            summary.status = Outcome.UNFINISHED.value
+            summary.status = RunStatus.PLANNED.value
+        elif summary.status == RunStatus.OUT_OF_BAND.value:
+            summary.status = RunStatus.UNFINISHED.value
     elif rtype == "resource.changed":
         res = _obj(rec, "resource")
         summary.resources.append(res)
@@ -311,10 +311,10 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
         summary.status = str(detail.get("status", "?"))
         summary.exit_code = detail.get("exit_code")
     elif rtype == "drift.detected":
-        summary.status = Outcome.DRIFTED.value
+        summary.status = RunStatus.DRIFTED.value
         summary.counts["drifted"] = summary.counts.get("drifted", 0) + 1
-    elif rtype == "state.out_of_band" and summary.status == Outcome.UNFINISHED.value and len(summary.records) == 1:
-        summary.status = Outcome.OUT_OF_BAND.value  # until the run's own records say more
+    elif rtype == "state.out_of_band" and summary.status == RunStatus.UNFINISHED.value and len(summary.records) == 1:
+        summary.status = RunStatus.OUT_OF_BAND.value  # until the run's own records say more
 
 
 def _add_findings(summary: RunSummary, findings: Any) -> None:
@@ -405,7 +405,7 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
         out.append(ch)
         if ch.previous_address and ch.previous_address != ch.address:
             tracked.add(ch.previous_address)
-    return [_with_run_status(c, run_status.get(c.run_id, Outcome.UNFINISHED.value)) for c in out]
+    return [_with_run_status(c, run_status.get(c.run_id, RunStatus.UNFINISHED.value)) for c in out]
 
 
 def address_matcher(pattern: str) -> Callable[[str], bool]:

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from tfaudit.analysis.engine import Analyzer, Report
+    from tfaudit.analysis.engine import Analyzer, AnalysisReport
 
 ZIP_MAGIC = b"PK\x03\x04"
 
 
 def analyse_input(source: str, analyzer: Analyzer, *, env: Mapping[str, str], tf_path: str | None = None,
-                  chdir: str | None = None, stdin: BinaryIO | None = None) -> Report:
+                  chdir: str | None = None, stdin: BinaryIO | None = None) -> AnalysisReport:
     """A plan JSON file, a saved binary plan (through `terraform show -json`), or `-` for stdin."""
     from tfaudit.analysis.engine import analyse_bytes, analyse_file
     from tfaudit.errors import PlanError

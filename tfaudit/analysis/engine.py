@@ -115,7 +115,7 @@ class Gate:
 
 
 @dataclass
-class Report:
+class AnalysisReport:
     sources: list[str] = field(default_factory=list)
     plans: int = 0
     terraform_versions: list[str] = field(default_factory=list)
@@ -152,7 +152,7 @@ class Report:
             self.terraform_versions.append(plan.terraform_version)
         self.errored = self.errored or plan.errored
 
-    def finish(self, extra: Iterable[Finding] = ()) -> Report:
+    def finish(self, extra: Iterable[Finding] = ()) -> AnalysisReport:
         self.findings.extend(extra)
         self.findings.sort(key=sort_key)
         return self
@@ -195,9 +195,9 @@ class Report:
 
 
 # --- entry points ----------------------------------------------------------------------------------
-def analyse_plan(plan: Plan, analyzer: Analyzer, report: Report | None = None, source: str = "<plan>") -> Report:
+def analyse_plan(plan: Plan, analyzer: Analyzer, report: AnalysisReport | None = None, source: str = "<plan>") -> AnalysisReport:
     """Analyse an already-parsed plan (what tfaudit apply/plan have in hand)."""
-    report = report or Report()
+    report = report or AnalysisReport()
     report.add_plan_shell(plan, source)
     for ch in plan.resource_changes:
         report.add_change(ch, analyzer)
@@ -206,11 +206,11 @@ def analyse_plan(plan: Plan, analyzer: Analyzer, report: Report | None = None, s
     return report
 
 
-def analyse_bytes(data: bytes, analyzer: Analyzer, source: str) -> Report:
+def analyse_bytes(data: bytes, analyzer: Analyzer, source: str) -> AnalysisReport:
     return analyse_stream(io.BytesIO(data), analyzer, source, full=lambda: data)
 
 
-def analyse_file(path: Path, analyzer: Analyzer) -> Report:
+def analyse_file(path: Path, analyzer: Analyzer) -> AnalysisReport:
     from tfaudit.errors import PlanError
 
     try:
@@ -222,11 +222,11 @@ def analyse_file(path: Path, analyzer: Analyzer) -> Report:
         return analyse_stream(f, analyzer, str(path), full=path.read_bytes)
 
 
-def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> Report:
+def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> AnalysisReport:
     """Stream the plan when it is a plain UTF-8 document; otherwise (or on any doubt) parse it whole."""
     from tfaudit.analysis.stream import NotStreamable, stream_plan
 
-    report = Report()
+    report = AnalysisReport()
     # Streaming allocates millions of short-lived, acyclic containers: reference counting
     # frees them, and the cyclic collector would only rescan the whole interpreter's heap
     # again and again (40% of the time on a small plan).
@@ -238,7 +238,7 @@ def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> R
 
         shell = stream_plan(f, source, on_change, report.add_drift)
     except NotStreamable:
-        report = Report()
+        report = AnalysisReport()
         for plan in parse_plans(full(), source=source):
             analyse_plan(plan, analyzer, report, source)
         return report.finish(analyzer.policy_findings())
@@ -257,5 +257,5 @@ def findings_by_address(findings: Sequence[Finding]) -> Mapping[str, list[Findin
     return out
 
 
-__all__ = ["ACTION_ORDER", "REPORT_SCHEMA", "Analyzer", "Gate", "Report", "analyse_bytes",
+__all__ = ["ACTION_ORDER", "REPORT_SCHEMA", "Analyzer", "Gate", "AnalysisReport", "analyse_bytes",
            "analyse_file", "analyse_plan", "analyse_stream", "findings_by_address"]

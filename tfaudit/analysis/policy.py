@@ -38,7 +38,7 @@ from datetime import date
 from typing import Any
 
 from tfaudit._hcl import is_block, strip_marker
-from tfaudit.analysis.builtin import RULES
+from tfaudit.analysis.rules.catalog import RULES
 from tfaudit.analysis.model import Effect, RuleInfo, Severity
 from tfaudit.config import BlockContext, check_keys, get_str, get_str_list, labelled_blocks, single_block
 from tfaudit.errors import ConfigError

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from tfaudit.analysis import analyse_input
         from tfaudit.analysis.engine import Analyzer
         from tfaudit.analysis.policy import Policy
-        from tfaudit.analysis.render import OutputFormat, render
+        from tfaudit.analysis.formats import OutputFormat, render
         from tfaudit.config import load_config
 
         if fmt not in FORMATS:
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         gate_on = resolve_fail_on(fail_on, os.environ, policy.settings.fail_on)
         report = analyse_input(plan, analyzer, env=os.environ, tf_path=tf_path, chdir=chdir)
         out = sys.stdout
-        render(OutputFormat(fmt), report, out, fail_on=gate_on, rules=analyzer.info)
+        render(OutputFormat(fmt), report, out, fail_on=gate_on, rules=analyzer.info, config_dir=work_dir)
         out.flush()
         gate = report.gate(gate_on)
         if gate.blocked:

@@ -34,11 +34,11 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Runs, newest first: time, actor, workspace, command, outcome, counts."""
         from tfaudit.cli._ledgers import ledger_specs
+        from tfaudit.query import Filters, RunStatus, parse_when, runs
         from tfaudit.ui.progress import TerminalProgress
-        from tfaudit.query import Filters, Outcome, parse_when, runs
 
         outcomes = tuple(o.strip() for item in outcome or [] for o in item.split(",") if o.strip())
-        allowed = {o.value for o in Outcome}
+        allowed = {o.value for o in RunStatus}
         bad = [o for o in outcomes if o not in allowed]
         if bad:
             raise UsageError(f"--outcome {bad[0]!r} is not an outcome", hint="use one of: " + ", ".join(sorted(allowed)))

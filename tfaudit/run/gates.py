@@ -9,36 +9,26 @@ findings of one type, `tfaudit.analysis.model.Finding`; `decide` turns them into
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfaudit.analysis.engine import Analyzer, Report, analyse_plan
+from tfaudit.analysis.engine import AnalysisReport, Analyzer, analyse_plan
 from tfaudit.analysis.engine import Gate as RiskGate
-from tfaudit.analysis.model import Effect, Finding, Severity
+from tfaudit.analysis.model import Finding
 from tfaudit.analysis.policy import Policy
-from tfaudit.errors import InputError, LedgerError, PolicyError, UsageError, VerificationError
+from tfaudit.errors import PolicyError, UsageError
 from tfaudit.identity import expect as identity_expect
 from tfaudit.parse.plan import Plan
+from tfaudit.run import binding
 from tfaudit.run.outofband import OutOfBand
 from tfaudit.run.session import Session
 
 if TYPE_CHECKING:
-    from tfaudit.config import BlockContext, Config
-    from tfaudit.trail.signing import Signer
-    from tfaudit.trail.store import LedgerStore
+    from tfaudit.config import Config
 
 GATES = ("low", "medium", "high", "critical")
-RULE_UNRECORDED = "plan.unrecorded"
-_BINDING_WHY = "A saved plan applied under require_recorded_plan must be one 'tfaudit plan' recorded, unchanged."
-
-
-def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """parent[key] when it is an object, else an empty one (records are read defensively)."""
-    value = parent.get(key)
-    return value if isinstance(value, Mapping) else {}
 
 
 def finding_dicts(findings: list[Finding], scrub: Any) -> list[dict[str, Any]]:
@@ -54,7 +44,7 @@ def finding_dicts(findings: list[Finding], scrub: Any) -> list[dict[str, Any]]:
 # --- risk rules ------------------------------------------------------------------------------
 @dataclass
 class RunAnalysis:
-    report: Report
+    report: AnalysisReport
     gate: RiskGate
     findings: list[dict[str, Any]]  # every finding of the plan, JSON-ready and redacted
     by_address: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -103,94 +93,6 @@ def analyse_run(session: Session, plan: Plan) -> RunAnalysis:
     return RunAnalysis(report, gate, findings, by_address)
 
 
-# --- plan binding ----------------------------------------------------------------------------
-def parse_require_recorded_plan(ctx: BlockContext, entries: list[Any]) -> bool:
-    """`require_recorded_plan = true|false`, a top-level attribute."""
-    if len(entries) != 1 or not isinstance(entries[0], bool):
-        raise ctx.error("must be set once, to true or false", hint="require_recorded_plan = true")
-    return entries[0]
-
-
-@dataclass(frozen=True)
-class PlanLookup:
-    """What the ledger says about a saved plan file."""
-
-    match: Mapping[str, Any] | None  # the plan.recorded record for this sha256 (newest), signed by our key
-    same_path: Mapping[str, Any] | None  # the newest plan.recorded for this path, whatever its sha256
-    other_key: Mapping[str, Any] | None  # a record for this sha256 signed by a different key
-
-    def link(self) -> dict[str, Any] | None:
-        if self.match is None:
-            return None
-        rec = self.match
-        return {"id": rec["id"], "seq": rec["chain"]["seq"], "run_id": (rec.get("run") or {}).get("id"),
-                "time": rec.get("time"), "actor": (rec.get("actor") or {}).get("user")}
-
-
-def lookup(store: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None) -> PlanLookup:
-    match = same_path = other_key = None
-    target = plan_file.resolve()
-    try:
-        recs = list(store.records()) if store.exists() else []
-    except (LedgerError, InputError):
-        recs = []  # an unreadable ledger has no plans recorded that we could trust
-    for rec in recs:
-        if rec.get("type") != "plan.recorded":
-            continue
-        plan = _obj(rec, "plan")
-        run = _obj(rec, "run")
-        if plan.get("sha256") == plan_sha256:
-            if signer is None or _signed_by(rec, signer):
-                match = rec
-            else:
-                other_key = rec
-        pf = run.get("plan_file")
-        if isinstance(pf, str) and pf:
-            p = Path(pf) if Path(pf).is_absolute() else Path(str(run.get("working_dir", ""))) / pf
-            if p.resolve() == target:
-                same_path = rec
-    return PlanLookup(match, same_path, other_key)
-
-
-def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
-    """The record carries our key id and, where we hold the key, a signature that checks."""
-    sig = _obj(rec, "signature")
-    if sig.get("key_id") != signer.key_id:
-        return False
-    key = getattr(signer, "private_key", None)
-    public = getattr(key, "public_key", None)
-    if public is None:
-        return True  # e.g. a KMS signer: the key id is what we can check locally
-    from tfaudit.trail.signing import Verifier, signing_payload
-
-    try:
-        Verifier(public(), signer.key_id, "signing key").verify(
-            base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
-    except (VerificationError, ValueError):
-        return False
-    return True
-
-
-def binding_refusal(found: PlanLookup, plan_file: str, plan_sha256: str) -> PolicyError:
-    """The error for `require_recorded_plan = true` when no usable record exists."""
-    hint = "run 'tfaudit plan -out=FILE' and apply that file unchanged"
-    if found.other_key is not None:
-        return PolicyError(f"plan file {plan_file} was recorded under a different signing key "
-                           f"({(found.other_key.get('signature') or {}).get('key_id')}); require_recorded_plan refuses it",
-                           hint=hint + " with this key")
-    if found.same_path is not None:
-        return PolicyError(f"plan file {plan_file} changed since 'tfaudit plan' recorded it at "
-                           f"{found.same_path.get('time')} (sha256 now {plan_sha256[:12]}..., recorded "
-                           f"{str((found.same_path.get('plan') or {}).get('sha256'))[:12]}...); require_recorded_plan refuses it",
-                           hint=hint)
-    return PolicyError(f"plan file {plan_file} (sha256 {plan_sha256[:12]}...) was never recorded by 'tfaudit plan'; "
-                       "require_recorded_plan refuses it", hint=hint)
-
-
-def binding_finding(error: PolicyError) -> Finding:
-    return Finding(RULE_UNRECORDED, Severity.HIGH, None, error.message, Effect.DENY, "binding", _BINDING_WHY)
-
-
 # --- out-of-band state -----------------------------------------------------------------------
 def out_of_band_findings(oob: OutOfBand, config: Config) -> list[Finding]:
     """The `state.out-of-band` finding, as the config rates it (none when it is disabled)."""
@@ -218,11 +120,12 @@ def decide(session: Session, plan: Plan, plan_sha: str, saved_plan: tuple[str, P
     found: list[Finding] = []
     if saved_plan is not None:
         given, path = saved_plan
-        looked = lookup(session.store, plan_sha, path, session.signer)
+        looked = binding.lookup(session.store, plan_sha, path, session.signer,
+                                binding.accepted_verifiers(session.config.section("plan_keys", ())))
         bound_to = looked.link()
         if bound_to is None and session.config.section("require_recorded_plan", False):
-            refusal = binding_refusal(looked, given, plan_sha)
-            found.append(binding_finding(refusal))
+            refusal = binding.refusal(looked, given, plan_sha)
+            found.append(binding.finding(refusal))
     expect = session.config.section("expect")
     identity = identity_expect.check(session.actor, expect)
     for f in identity:

@@ -129,27 +129,35 @@ def _check_hashes(proof: Sequence[bytes], *roots: bytes) -> None:
             raise ProofError(f"a hash in the proof is {len(h)} bytes, not {HASH_SIZE}")
 
 
+def _fold(fn: int, sn: int, seed: bytes, path: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """Walk an RFC 9162 (section 2.1.3.2 / 2.1.4.2) audit path from node `fn` of a tree whose
+    last node is `sn`: returns (the root of the tree up to fn, the root of the whole tree).
+    Inclusion proofs use the second; consistency proofs check both."""
+    fr = sr = seed
+    for c in path:
+        if sn == 0:
+            raise ProofError("the proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is shorter than the tree is deep")
+    return fr, sr
+
+
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that `proof` yields for leaf hash `leaf` at `index` in a tree of `size` leaves."""
     _check_hashes(proof, leaf)
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is outside a tree of {size} leaves")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise ProofError("the proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the proof is shorter than the tree is deep")
-    return r
+    return _fold(index, size - 1, leaf, proof)[1]
 
 
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> None:
@@ -177,22 +185,7 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
     while fn & 1:
         fn >>= 1
         sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise ProofError("the proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            fr = node_hash(c, fr)
-            sr = node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the proof is shorter than the tree is deep")
+    fr, sr = _fold(fn, sn, path[0], path[1:])
     if fr != root1:
         raise ProofError(f"the proof does not lead to the root of the {size1}-leaf tree")
     if sr != root2:

@@ -6,12 +6,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from enum import StrEnum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, TextIO
 from urllib.parse import quote
 
 from tfaudit import __version__
-from tfaudit.analysis.engine import ACTION_ORDER, Report, findings_by_address
+from tfaudit.analysis.engine import ACTION_ORDER, AnalysisReport, findings_by_address
 from tfaudit.analysis.model import Finding, RuleInfo, Severity
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "forget": ".", "import": "<=",
@@ -33,7 +33,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _changes_line(report: Report) -> str:
+def _changes_line(report: AnalysisReport) -> str:
     summary = report.summary()
     parts = [f"{n} {a}" for a, n in summary.items() if a not in ("no-op",)]
     line = ", ".join(parts) if parts else "no resource changes"
@@ -42,7 +42,7 @@ def _changes_line(report: Report) -> str:
     return line
 
 
-def _severity_line(report: Report) -> str:
+def _severity_line(report: AnalysisReport) -> str:
     counts = report.severity_counts()
     total = sum(counts.values())
     waived = sum(1 for f in report.findings if not f.active)
@@ -53,7 +53,7 @@ def _severity_line(report: Report) -> str:
     return line + (f" ({waived} waived)" if waived else "")
 
 
-def _gate_line(report: Report, fail_on: Severity | str | None) -> str | None:
+def _gate_line(report: AnalysisReport, fail_on: Severity | str | None) -> str | None:
     gate = report.gate(fail_on)
     if gate.blocked:
         return f"BLOCKED (exit 5): {gate.reason()}"
@@ -63,7 +63,7 @@ def _gate_line(report: Report, fail_on: Severity | str | None) -> str | None:
 
 
 # --- terminal table ------------------------------------------------------------------------------
-def render_table(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_table(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     w = out.write
     src = ", ".join(report.sources) or "plan"
     tv = f" (terraform {', '.join(report.terraform_versions)})" if report.terraform_versions else ""
@@ -113,7 +113,7 @@ def _code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
-def render_markdown(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_markdown(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     w = out.write
     gate = report.gate(fail_on)
     w("### tfaudit plan analysis\n\n")
@@ -153,7 +153,7 @@ def render_markdown(report: Report, out: TextIO, fail_on: Severity | str | None 
 
 
 # --- JSON --------------------------------------------------------------------------------------------
-def render_json(report: Report, out: TextIO, fail_on: Severity | str | None = None) -> None:
+def render_json(report: AnalysisReport, out: TextIO, fail_on: Severity | str | None = None) -> None:
     """Pretty at the top level, one finding per line: readable, diffable, and fast for big plans."""
     doc = report.as_dict(fail_on)
     compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
@@ -206,40 +206,75 @@ def _sarif_rule(info: RuleInfo) -> dict[str, Any]:
     }
 
 
-def sarif_document(report: Report, rules: Mapping[str, RuleInfo]) -> dict[str, Any]:
+class _Artifacts:
+    """The run's artifacts: the plan first (index 0), then each `.tf` file a result points at."""
+
+    def __init__(self, plan_uri: str, config_dir: Path | None) -> None:
+        from tfaudit.analysis.locate import ConfigLocator, repository_root
+
+        self.plan_uri = plan_uri
+        self.list: list[dict[str, Any]] = [{"location": {"uri": plan_uri}, "roles": ["analysisTarget"]}]
+        self.index: dict[str, int] = {}
+        self.locator = ConfigLocator(config_dir) if config_dir else None
+        self.base = repository_root(config_dir) if config_dir else None
+
+    def plan_location(self) -> dict[str, Any]:
+        return {"physicalLocation": {"artifactLocation": {"uri": self.plan_uri, "index": 0}}}
+
+    def code_location(self, address: str) -> dict[str, Any] | None:
+        """The `.tf` file and line of the block that declares address (or the module call that brings it in)."""
+        if self.locator is None or self.base is None:
+            return None
+        loc = self.locator.in_repository(address, self.base)
+        if loc is None:
+            return None
+        try:
+            uri = quote(loc.file.relative_to(self.base).as_posix())
+        except ValueError:
+            return None
+        if uri not in self.index:
+            self.index[uri] = len(self.list)
+            self.list.append({"location": {"uri": uri, "uriBaseId": "%SRCROOT%"}, "roles": ["resultFile"],
+                              "sourceLanguage": "terraform"})
+        return {"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%",
+                                                          "index": self.index[uri]},
+                                     "region": {"startLine": loc.line}}}
+
+
+def sarif_document(report: AnalysisReport, rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> dict[str, Any]:
+    """SARIF 2.1.0; with config_dir (the root module), each result sits on its resource block's line."""
     index = {rid: i for i, rid in enumerate(rules)}
-    uri = _artifact_uri(report.sources[0] if report.sources else "plan.json")
-    results = []
-    for f in report.findings:
-        results.append(_sarif_result(f, index, uri))
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "tfaudit", "version": __version__, "semanticVersion": __version__,
-                                "rules": [_sarif_rule(info) for info in rules.values()]}},
-            "automationDetails": {"id": "tfaudit/analyze/"},
-            "artifacts": [{"location": {"uri": uri}, "roles": ["analysisTarget"]}],
-            "results": results,
-            "properties": {"summary": report.summary(), "severity_counts": report.severity_counts()},
-        }],
+    artifacts = _Artifacts(_artifact_uri(report.sources[0] if report.sources else "plan.json"), config_dir)
+    results = [_sarif_result(f, index, artifacts) for f in report.findings]
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "tfaudit", "version": __version__, "semanticVersion": __version__,
+                            "rules": [_sarif_rule(info) for info in rules.values()]}},
+        "automationDetails": {"id": "tfaudit/analyze/"},
+        "artifacts": artifacts.list,
+        "results": results,
+        "properties": {"summary": report.summary(), "severity_counts": report.severity_counts()},
     }
+    if artifacts.base is not None:
+        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": artifacts.base.as_uri() + "/"}}
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
 
 
-def _sarif_result(f: Finding, index: Mapping[str, int], uri: str) -> dict[str, Any]:
+def _sarif_result(f: Finding, index: Mapping[str, int], artifacts: _Artifacts) -> dict[str, Any]:
     fingerprint = hashlib.sha256(f"{f.rule}\x00{f.address or ''}\x00{f.message}".encode()).hexdigest()
+    logical = {"logicalLocations": [{"fullyQualifiedName": f.address, "kind": "resource"}]} if f.address else {}
+    code = artifacts.code_location(f.address) if f.address else None
     result: dict[str, Any] = {
         "ruleId": f.rule,
         "level": SARIF_LEVEL[f.severity],
         "message": {"text": f"{f.address}: {f.message}" if f.address else f.message},
-        "locations": [{
-            "physicalLocation": {"artifactLocation": {"uri": uri, "index": 0}},
-            **({"logicalLocations": [{"fullyQualifiedName": f.address, "kind": "resource"}]} if f.address else {}),
-        }],
+        "locations": [{**(code or artifacts.plan_location()), **logical}],
         "partialFingerprints": {"tfauditFinding/v1": fingerprint},
         "properties": {"severity": str(f.severity), "effect": str(f.effect), "category": f.category,
                        "security-severity": SECURITY_SEVERITY[f.severity]},
     }
+    if code is not None:  # the plan that produced the finding stays reachable
+        result["relatedLocations"] = [{"id": 1, **artifacts.plan_location(),
+                                       "message": {"text": "the plan this finding comes from"}}]
     if f.rule in index:
         result["ruleIndex"] = index[f.rule]
     if f.waived:
@@ -248,13 +283,13 @@ def _sarif_result(f: Finding, index: Mapping[str, int], uri: str) -> dict[str, A
     return result
 
 
-def render_sarif(report: Report, out: TextIO, rules: Mapping[str, RuleInfo]) -> None:
-    json.dump(sarif_document(report, rules), out, indent=2, ensure_ascii=False)
+def render_sarif(report: AnalysisReport, out: TextIO, rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
+    json.dump(sarif_document(report, rules, config_dir), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 
-def render(fmt: OutputFormat, report: Report, out: TextIO, *, fail_on: Severity | str | None,
-           rules: Mapping[str, RuleInfo]) -> None:
+def render(fmt: OutputFormat, report: AnalysisReport, out: TextIO, *, fail_on: Severity | str | None,
+           rules: Mapping[str, RuleInfo], config_dir: Path | None = None) -> None:
     if fmt is OutputFormat.TABLE:
         render_table(report, out, fail_on)
     elif fmt is OutputFormat.MARKDOWN:
@@ -262,4 +297,4 @@ def render(fmt: OutputFormat, report: Report, out: TextIO, *, fail_on: Severity 
     elif fmt is OutputFormat.JSON:
         render_json(report, out, fail_on)
     else:
-        render_sarif(report, out, rules)
+        render_sarif(report, out, rules, config_dir)

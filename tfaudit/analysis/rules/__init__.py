@@ -1,0 +1,1 @@
+"""The built-in risk rules, one module per family; `tfaudit.analysis.builtin` dispatches them."""
