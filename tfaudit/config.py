@@ -28,12 +28,8 @@ SECTIONS: dict[str, str] = {
     "signing": "tfaudit.config:_parse_signing",
     "redact": "tfaudit.config:_parse_redact",
     "identity": "tfaudit.config:_parse_identity",
-<<<<<<< HEAD
-    "require_recorded_plan": "tfaudit.run.binding:parse_require_recorded_plan",
-=======
     "require_recorded_plan": "tfaudit.run.binding:parse_require_recorded_plan",
     "plan_keys": "tfaudit.run.binding:parse_plan_keys",
->>>>>>> main
     "expect": "tfaudit.identity.expect:parse_expect",
     "oidc": "tfaudit.identity.oidc:parse_oidc",
     "checkpoints": "tfaudit.trail.checkpoints:parse_checkpoints",
