@@ -24,10 +24,11 @@ from tfaudit.parse.state import State
 from tfaudit.run.journal import Journal, RunLock, journal_dir, pending
 from tfaudit.run.outofband import load_state
 from tfaudit.run.publish import publish
-from tfaudit.run.session import Session
+from tfaudit.run.session import Invocation, Session, open_session
 from tfaudit.terraform import proc as _proc
 from tfaudit.terraform.binary import Terraform
 from tfaudit.trail.store import LedgerStore
+from tfaudit.ui.console import Console
 
 _CHANGED = {"create", "update"}
 
@@ -200,3 +201,9 @@ def _without_journal(session: Session, started: Mapping[str, Any]) -> Recovered:
     outcome["recovered"] = _recovered_note(session, {}, None)
     publish(session, [records.base_record("run.finished", run, actor, outcome=outcome)], applied=True)
     return Recovered(str(run.get("id")), "unknown", counts, False)
+
+
+def recover_ledger(inv: Invocation, env: Mapping[str, str], console: Console) -> list[Recovered]:
+    """`tfaudit recover`: finish every unfinished run of the ledger that can be finished now."""
+    session = open_session(inv, env, console)
+    return recover(session, include_unjournaled=True)
