@@ -13,10 +13,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=".venv/.installed-${EXTRAS:-base}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
   echo "==> installing tfaudit${EXTRAS:+[$EXTRAS]} into .venv" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}" >&2
+  # the same pins the action and the GitLab template install (requirements.lock, scripts/lock.py)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".${EXTRAS:+[$EXTRAS]}" >&2
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

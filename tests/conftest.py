@@ -171,3 +171,81 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(f"http://{host}:{port}", port)
     finally:
         server.stop()
+
+
+# --- a real PostgreSQL server: one throwaway cluster per session, a fresh database per test ----------
+@dataclass(frozen=True)
+class PgServer:
+    socket_dir: Path
+    port: int
+    bindir: Path
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(_as_postgres([str(self.bindir / args[0]), "-h", str(self.socket_dir), "-p",
+                                            str(self.port), *args[1:]]), capture_output=True, text=True, timeout=60)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb refuses root: run the server's tools as the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A real PostgreSQL cluster on a Unix socket only (listen_addresses=''), stopped at the end."""
+    import glob
+    import socket
+    import tempfile
+
+    pytest.importorskip("psycopg")
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        reason = "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb; Debian package postgresql)"
+        if os.environ.get("TFAUDIT_REQUIRE_TERRAFORM") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    bindir = Path(found[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="tfaudit-pg-"))  # short: a socket path has a length limit
+    base.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    with socket.socket() as s:  # a free port number names the socket file; nothing listens on TCP
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres",
+                                       "--no-sync"]), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    opts = f"-k {base} -p {port} -c listen_addresses='' -c fsync=off -c max_connections=200"
+    res = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(base / "data"), "-o", opts, "-l",
+                                       str(base / "log"), "-w", "start"]), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr + (base / "log").read_text(errors="replace")
+    try:
+        yield PgServer(base, port, bindir)
+    finally:
+        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the session's server; its postgresql:// URL."""
+    import uuid
+
+    name = "t" + uuid.uuid4().hex[:12]
+    res = pg_server.admin("createdb", "-U", "postgres", name)
+    assert res.returncode == 0, res.stderr
+    return pg_server.url(name)
+
+
+@pytest.fixture
+def s3_ledger_url(moto_server: MotoServer) -> str:
+    """A fresh bucket on the session's moto server; an s3:// ledger URL in it."""
+    import uuid
+
+    bucket = "ledger-" + uuid.uuid4().hex[:12]
+    moto_server.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/trail"

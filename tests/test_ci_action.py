@@ -83,6 +83,12 @@ class Job:
             return values[m.group(1)] != ""
 
         for i, step in enumerate(spec["runs"]["steps"]):
+            if "uses" in step:
+                # the only action used is the pip cache; a fresh runner misses it (a hit only saves time)
+                assert step["uses"] == "actions/cache@v4", step["uses"]
+                assert expr(step["with"]["path"]) and expr(step["with"]["key"]).startswith("tfaudit-pip-")
+                results.append((step.get("name"), 0))
+                continue
             assert step.get("shell") == "bash", "every run step names its shell"
             script = step["run"]
             # inputs must reach scripts through env:, never pasted into the script text
@@ -172,7 +178,7 @@ def test_plan_on_pull_request_then_apply_on_merge(job: Job, signing_pem: tuple[s
     # PR: plan
     plan = job.uses({"command": "plan -out=plan.tfplan", "working-directory": "infra", "signing-key": pem})
     assert not plan["failed"], "\n".join(job.logs)
-    assert [name for name, _ in plan["steps"]] == ["Install tfaudit", "Signing key", "Run tfaudit"]
+    assert [name for name, _ in plan["steps"]] == ["Cache key", "pip cache", "Install tfaudit", "Signing key", "Run tfaudit"]
     out = plan["outputs"]
     assert out["outcome"] == "planned" and out["exit-code"] == "0" and out["records"] == "1"
     assert out["changes"] == "4" and len(out["run-id"]) == 32 and len(out["plan-sha256"]) == 64
@@ -216,3 +222,32 @@ def test_the_command_input_is_never_run_by_a_shell(job: Job, signing_pem: tuple[
     res = job.uses({"command": f"plan; touch {pwned}", "working-directory": "infra", "signing-key": signing_pem[0]})
     assert res["failed"] and not pwned.exists()
     assert res["outputs"]["outcome"] == "error" and res["outputs"]["exit-code"] == "64"
+
+
+def test_comment_input_posts_one_pull_request_comment_and_updates_it(job: Job, signing_pem: tuple[str, Path]) -> None:
+    import json
+
+    from forge_server import forge_server
+
+    shutil.copytree(FIXTURES / "quickstart", job.workspace / "infra-pr")
+    event = job.root / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 12}}))
+    token = "ghs_" + "A1b2C3d4" * 5
+    with forge_server(token) as (url, state):
+        job.base_env.update({"GITHUB_API_URL": url, "GITHUB_EVENT_PATH": str(event)})
+        try:
+            inputs = {"command": "plan -out=plan.tfplan", "working-directory": "infra-pr",
+                      "signing-key": signing_pem[0], "comment": "true", "github-token": token}
+            first = job.uses(inputs)
+            assert not first["failed"], "\n".join(job.logs)
+            second = job.uses(inputs)
+            assert not second["failed"], "\n".join(job.logs)
+        finally:
+            del job.base_env["GITHUB_API_URL"], job.base_env["GITHUB_EVENT_PATH"]
+        comments = state.on("acme/infra#12")
+        assert len(comments) == 1 and first["outputs"]["outcome"] == "planned"
+        body = comments[0]["body"]
+        assert body.startswith('<!-- tfaudit:comment key="infra-pr@default" -->')
+        assert "**Plan:** 4 to create" in body and "+   + terraform_data.database  (create)" in body
+        assert state.labels["acme/infra#12"] == {"add-or-update"}
+        assert token not in "\n".join(job.logs)

@@ -8,6 +8,7 @@ comment and label endpoints and GitLab's merge request notes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from forge_server import ForgeState, forge_server
 from tfaudit.ci import comment, forge
 from tfaudit.errors import ForgeError, UsageError
-from tfaudit.query import RunSummary, runs
+from tfaudit.query import RunSummary
 from tfaudit.redact import Redactor
 
 GH_TOKEN = "ghs_" + "T0k3n" * 8
@@ -129,25 +130,24 @@ def _flow(tf_workdir: Callable[[str], Path], run_tfaudit: Callable[..., Any], ke
           env: dict[str, str], state: ForgeState, request: str) -> None:
     wd = tf_workdir("e2e")
     tf_env = {"TFAUDIT_SIGNING_KEY": str(keypair[0])}
-    ledger = wd / ".tfaudit" / "ledger.jsonl"
 
     def step(*args: str) -> None:
         res = run_tfaudit(*args, cwd=wd, env=tf_env)
         assert res.returncode == 0, res.output
 
-    def comment_now() -> comment.Posted:
-        all_runs = runs([ledger])
-        run = comment.pick(all_runs, None, str(wd.resolve()))
-        assert run is not None
-        f = forge.open_forge(None, env, Redactor())
-        assert f is not None
-        return comment.publish(run, all_runs, f, str(wd.parent))
+    def comment_now() -> tuple[str, int, str]:
+        """`tfaudit ci comment` as the CI step runs it: (created|updated, comment id, labels)."""
+        res = run_tfaudit("ci", "comment", cwd=wd, env={**tf_env, **env, "GITHUB_WORKSPACE": str(wd.parent)})
+        assert res.returncode == 0, res.output
+        m = re.fullmatch(r"(created|updated) comment (\d+) on \S+ \(labels: ([\w, -]+)\)\n", res.stdout)
+        assert m, res.stdout
+        return m.group(1), int(m.group(2)), m.group(3)
 
     step("apply", "-auto-approve", "-input=false")  # what main already has
     # push 1: a replacement
     step("plan", "-input=false", "-out=plan.tfplan", "-var", "rev=2")
     first = comment_now()
-    assert first.created and first.labels == ("destroy",)
+    assert first[0] == "created" and first[2] == "destroy"
     bodies = state.on(request)
     assert len(bodies) == 1
     body = bodies[0]["body"]
@@ -156,7 +156,7 @@ def _flow(tf_workdir: Callable[[str], Path], run_tfaudit: Callable[..., Any], ke
     # push 2: the plan also deletes terraform_data.extra[0]; the same comment is edited
     step("plan", "-input=false", "-out=plan.tfplan", "-var", "rev=2", "-var", "extra=false")
     second = comment_now()
-    assert not second.created and second.comment_id == first.comment_id
+    assert second[:2] == ("updated", first[1])
     bodies = state.on(request)
     assert len(bodies) == 1, [b["body"][:80] for b in bodies]
     body = bodies[0]["body"]
@@ -166,7 +166,7 @@ def _flow(tf_workdir: Callable[[str], Path], run_tfaudit: Callable[..., Any], ke
     # apply of the saved plan: the comment gains every resource's outcome
     step("apply", "-input=false", "plan.tfplan")
     third = comment_now()
-    assert third.comment_id == first.comment_id and not third.created
+    assert third[:2] == ("updated", first[1])
     bodies = state.on(request)
     assert len(bodies) == 1
     body = bodies[0]["body"]

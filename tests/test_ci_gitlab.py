@@ -3,6 +3,7 @@ script in one bash session (stopping at the first failing line), artifacts hande
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import FIXTURES, ROOT, require_terraform
+from forge_server import forge_server
 from offline_pip import build_wheelhouse, offline_pip_env, snapshot_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.terraform]
@@ -61,7 +63,18 @@ def run_job(name: str, project: Path, predefined: dict[str, str], overrides: dic
 
 def _artifacts(name: str, project: Path, variables: dict[str, str]) -> list[str]:
     job = _job(yaml.safe_load(TEMPLATE.read_text()), name)
-    return [_expand(p, {**variables}) for p in job["artifacts"]["paths"]] + [job["artifacts"]["reports"]["dotenv"]]
+    return [_expand(p, {**variables}) for p in job["artifacts"]["paths"]] + list(job["artifacts"]["reports"].values())
+
+
+def test_template_follows_gitlabs_terraform_template_conventions() -> None:
+    doc = yaml.safe_load(TEMPLATE.read_text())
+    plan, apply = _job(doc, ".tfaudit-plan"), _job(doc, ".tfaudit-apply")
+    assert apply["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", "when": "manual"}]
+    assert apply["environment"] == {"name": "${TFAUDIT_ENVIRONMENT}", "action": "start"}
+    assert plan["resource_group"] == apply["resource_group"] == "${TFAUDIT_ENVIRONMENT}"
+    assert plan["artifacts"]["reports"]["terraform"] == "tfaudit-plan.json"
+    assert "pip install tfaudit" not in TEMPLATE.read_text() and doc["variables"]["TFAUDIT_SOURCE"] == ""
+    assert "requirements.lock" in "\n".join(plan["before_script"])
 
 
 def _dotenv(path: Path) -> dict[str, str]:
@@ -86,15 +99,24 @@ def test_template_plans_then_applies_with_artifacts(tmp_path: Path, tmp_path_fac
     # job 1: plan, in its own checkout
     plan_dir = tmp_path / "plan-job"
     shutil.copytree(FIXTURES / "quickstart", plan_dir / "infra")
-    over = {"CI_PROJECT_DIR": str(plan_dir), "TFAUDIT_PIP_SPEC": str(source), "TFAUDIT_WORKDIR": "infra",
-            "TFAUDIT_SIGNING_KEY_PEM": priv.read_text()}
-    rc, log = run_job(".tfaudit-plan", plan_dir, predefined, over)
+    token = "glpat-" + "Zz9" * 8
+    with forge_server(token) as (url, forge):
+        over = {"CI_PROJECT_DIR": str(plan_dir), "TFAUDIT_SOURCE": str(source), "TFAUDIT_WORKDIR": "infra",
+                "TFAUDIT_SIGNING_KEY_PEM": priv.read_text(), "CI_API_V4_URL": url + "/api/v4",
+                "GITLAB_TOKEN": token, "CI_PROJECT_ID": "acme/infra", "CI_MERGE_REQUEST_IID": "4"}
+        rc, log = run_job(".tfaudit-plan", plan_dir, predefined, over)
     assert rc == 0, log
+    notes = forge.on("acme/infra!4")  # the merge request note, written by the template's ci run
+    assert len(notes) == 1 and notes[0]["body"].startswith('<!-- tfaudit:comment key="infra@default" -->')
+    assert "**Plan:** 4 to create" in notes[0]["body"] and forge.labels["acme/infra!4"] == {"add-or-update"}
+    assert token not in log
     env = _dotenv(plan_dir / "tfaudit.env")
     assert env["TFAUDIT_OUTCOME"] == "planned" and env["TFAUDIT_RECORDS"] == "1" and env["TFAUDIT_CHANGES"] == "4"
     summary = (plan_dir / "tfaudit-summary.md").read_text()
     assert "### tfaudit plan: 📝 planned" in summary and "alice via gitlab_ci (acme/infra refs/heads/main)" in summary
     assert not (plan_dir / ".tfaudit-signing-key").exists()  # after_script removed it
+    report = json.loads((plan_dir / "tfaudit-plan.json").read_text())
+    assert report == {"create": 4, "update": 0, "delete": 0}  # what GitLab's merge request widget reads
     assert priv.read_text().strip().splitlines()[1] not in log
 
     # job 2: apply, in a fresh checkout that receives the plan job's artifacts; this image has tfaudit
@@ -104,8 +126,9 @@ def test_template_plans_then_applies_with_artifacts(tmp_path: Path, tmp_path_fac
         src = plan_dir / rel
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, apply_dir / rel, **({"dirs_exist_ok": True} if src.is_dir() else {}))
     image_path = f"{plan_dir / '.tfaudit-venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    over = {"CI_PROJECT_DIR": str(apply_dir), "TFAUDIT_PIP_SPEC": "", "TFAUDIT_WORKDIR": "infra",
-            "TFAUDIT_SIGNING_KEY_PEM": priv.read_text(), "PATH": image_path, "CI_JOB_NAME": "apply"}
+    over = {"CI_PROJECT_DIR": str(apply_dir), "TFAUDIT_SOURCE": "", "TFAUDIT_WORKDIR": "infra",
+            "TFAUDIT_SIGNING_KEY_PEM": priv.read_text(), "PATH": image_path, "CI_JOB_NAME": "apply",
+            "TFAUDIT_COMMENT": "false"}
     rc, log = run_job(".tfaudit-apply", apply_dir, predefined, over)
     assert rc == 0, log
     env = _dotenv(apply_dir / "tfaudit.env")
@@ -121,5 +144,5 @@ def test_image_without_tfaudit_fails_before_terraform(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
     rc, log = run_job(".tfaudit-apply", project, {"PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": str(project)},
-                      {"TFAUDIT_PIP_SPEC": ""})
+                      {"TFAUDIT_SOURCE": ""})
     assert rc == 127 and "tfaudit: command not found" in log

@@ -47,7 +47,6 @@ def test_internal_error_is_one_line_exit_3(monkeypatch: pytest.MonkeyPatch, caps
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr("tfaudit.trail.signing.generate_keypair", boom)
-    monkeypatch.setattr("tfaudit.cli.keys_cmd.generate_keypair", boom)
     rc = cli_app.main(["keygen", str(tmp_path / "k")])
     err = capsys.readouterr().err
     assert rc == 3

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from tfaudit.errors import TerraformNotFound
-from tfaudit.terraform.binary import extract_chdir, find_binary, split_args
+from tfaudit.terraform.args import (drift_conflict, extract_chdir, own_option, parse_command_line, plan_out,
+                                    positionals, split_args)
+from tfaudit.terraform.binary import find_binary
 
 
 def _exe(path: Path) -> Path:
@@ -61,6 +63,25 @@ def test_values_that_look_like_positionals_stay_with_their_flag() -> None:
 def test_chdir_is_taken_from_anywhere(args: list[str], chdir: str | None, rest: list[str]) -> None:
     assert extract_chdir(args) == (chdir, rest)
 
+
+
+
+def test_one_table_of_value_flags_serves_every_command() -> None:
+    # state mv: a flag's value is never taken for an address
+    assert positionals(["-state", "x.tfstate", "-lock=false", "a.b", "c.d"]) == ["a.b", "c.d"]
+    assert positionals(["-var-file", "v.tfvars", "-provider", "p", "aws_s3_bucket.b", "id-1"]) == ["aws_s3_bucket.b", "id-1"]
+    assert plan_out(["-var", "out=x", "-out", "p.tfplan"]) == "p.tfplan"
+    assert plan_out(["--out=q.tfplan"]) == "q.tfplan" and plan_out(["-var", "x=1"]) is None
+    assert drift_conflict(["-var", "x=1", "--detailed-exitcode"]) == "--detailed-exitcode"
+    assert drift_conflict(["-var", "-out=1"]) is None  # a value, not a flag
+    assert own_option(["apply", "--ledger", "l.jsonl", "-var", "x=1"], "--ledger") == "l.jsonl"
+    assert own_option(["plan", "--config=c.hcl"], "--config") == "c.hcl"
+
+
+def test_global_options_come_out_before_the_command() -> None:
+    line = parse_command_line(["-v", "-chdir=infra", "apply", "--log-format", "json", "-v", "--verbose"])
+    assert (line.chdir, line.log_format, line.verbosity) == ("infra", "json", 2)
+    assert line.args == ["apply", "-v"]  # after the command, -v is terraform's
 
 
 TAIL = (b"\x1b[0m\n\nSaved the plan to: /tmp/tfaudit-x/tfaudit.tfplan\n\nTo perform exactly these actions, "

@@ -10,6 +10,7 @@ from typing import Any
 from tfaudit import records
 from tfaudit.trail.ledger import Ledger
 from tfaudit.trail.signing import Signer
+from tfaudit.trail.store import LedgerStore
 
 
 @dataclass
@@ -42,7 +43,7 @@ def resource(r: Res) -> dict[str, Any]:
     return body
 
 
-def add_run(ledger: Path, signer: Signer, *, time: str, actor: str = "alice", workspace: str = "default",
+def add_run(ledger: Path | LedgerStore, signer: Signer, *, time: str, actor: str = "alice", workspace: str = "default",
             command: str = "apply", status: str = "succeeded", resources: Sequence[Res] = (),
             ci: Mapping[str, Any] | None = None, findings: Sequence[Mapping[str, Any]] = ()) -> str:
     """Append one run (plan.recorded for command=plan) with fixed times; returns its run id."""
@@ -71,5 +72,5 @@ def add_run(ledger: Path, signer: Signer, *, time: str, actor: str = "alice", wo
         recs.append(rec("run.finished", outcome=records.outcome_body(
             status=status, exit_code=0 if status == "succeeded" else 1, counts=counts,
             state_before=None, state_after=None)))
-    Ledger(ledger).append(recs, signer)
+    (Ledger(ledger) if isinstance(ledger, Path) else ledger).append(recs, signer)
     return str(run.id)

@@ -67,7 +67,8 @@ def _endpoint(service: str, settings: AwsSettings, env: Mapping[str, str]) -> st
 
 
 def client(service: str, settings: AwsSettings, env: Mapping[str, str], *, connect_timeout: float = 5.0,
-           read_timeout: float = 10.0, max_attempts: int = 3, default_region: str | None = None) -> Any:
+           read_timeout: float = 10.0, max_attempts: int = 3, default_region: str | None = None,
+           max_pool_connections: int = 10) -> Any:
     """A boto3 client for service; raises botocore exceptions (callers convert them)."""
     import boto3
     from botocore.config import Config
@@ -88,6 +89,7 @@ def client(service: str, settings: AwsSettings, env: Mapping[str, str], *, conne
         read_timeout=read_timeout,
         retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
         user_agent_extra="tfaudit",
+        max_pool_connections=max_pool_connections,
     )
     # service is chosen at run time, so the stubs' per-service overloads cannot match it
     return session.client(service, region_name=region, endpoint_url=_endpoint(service, settings, env),  # type: ignore[call-overload]

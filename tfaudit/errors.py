@@ -47,6 +47,10 @@ class InputError(UsageError):
     """A file given to tfaudit cannot be used (plan, state, stream, key)."""
 
 
+class LedgerNotFound(InputError):
+    """The ledger a command reads does not exist (exit 64 for every command that reads one)."""
+
+
 class PlanError(InputError):
     pass
 
@@ -139,8 +143,8 @@ EXIT_CODES_DOC = {
     1: "terraform failed, verification found a problem, or a CI API (pull/merge request comment) failed",
     2: "changes present (-detailed-exitcode), or drift found by `tfaudit drift`",
     3: "internal error in tfaudit (re-run with --log-format json -v for detail)",
-    4: "the audit trail could not be written (ledger, signing key, or delivery with on_failure = \"fail\")",
+    4: "the audit trail could not be written (ledger, signing key, checkpoint or delivery with on_failure = \"fail\")",
     5: "blocked by policy",
-    64: "usage error: bad arguments, bad config, unreadable input file",
+    64: "usage error: bad arguments, bad config, unreadable input file (a missing or unreadable ledger included)",
     130: "interrupted (SIGINT/SIGTERM forwarded to terraform)",
 }

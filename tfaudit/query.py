@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.trail.ledger import Ledger
+from tfaudit.trail.store import open_store
 
 
 def _obj(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -166,12 +166,9 @@ RecordSource = Callable[[Progress], Iterator[dict[str, Any]]]
 
 def local_source(path: Path) -> tuple[str, RecordSource]:
     def read(progress: Progress) -> Iterator[dict[str, Any]]:
-        ledger = Ledger(path)
-        try:
-            progress.add_total(path.stat().st_size)
-        except OSError:
-            pass  # Ledger.lines() raises the user-facing error
-        for _, raw in ledger.lines():
+        view = open_store(path).snapshot()
+        progress.add_total(getattr(view, "size", 0))
+        for _, raw in view.lines():
             progress.advance(len(raw))
             try:
                 rec = json.loads(raw)

@@ -7,8 +7,8 @@ file outside any module (a `.tfvars` in a sub-folder, `.tfaudit.hcl` beside the 
 belongs to the nearest module directory above it. Each affected root module runs once.
 
 For each root: `terraform init` when it has never been initialized, `terraform plan` to a
-temporary file (or `tfaudit plan` when a `plan.recorded` record is asked for), then
-`tfaudit analyze` with the configured rules and `--fail-on`. The hook fails when a plan
+temporary file (or tfaudit's recorded plan when a `plan.recorded` record is asked for), then
+the analysis `tfaudit analyze` runs, with the configured rules and `--fail-on`; both in this process. The hook fails when a plan
 fails, a deny rule matches, or a finding reaches `--fail-on`.
 """
 
@@ -18,11 +18,11 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfaudit.terraform import proc as _proc
 from tfaudit.errors import ConfigError, ExitCode, TfauditError, UsageError
 
 MODULE_SUFFIXES = (".tf", ".tofu", ".tf.json", ".tofu.json")
@@ -139,16 +139,66 @@ class PlanOptions:
 
 
 def analysis_available() -> bool:
-    import typer.main
+    import importlib.util
 
-    from tfaudit.cli.app import app
-
-    group = typer.main.get_command(app)
-    return "analyze" in getattr(group, "commands", {})
+    return importlib.util.find_spec("tfaudit.analysis") is not None
 
 
-def _tfaudit(args: Sequence[str], cwd: Path, env: Mapping[str, str]) -> _proc.Result:
-    return _proc.run([sys.executable, "-m", "tfaudit", *args], cwd=cwd, env=env, timeout=None)
+@contextmanager
+def _stdout_captured() -> Iterator[Callable[[], str]]:
+    """What this process and its children write to stdout, captured at the file descriptor, so an
+    in-process recorded plan shows what a captured `terraform plan` would (its summary line)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 1)
+        text: list[str] = []
+        try:
+            yield lambda: "".join(text)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            buf.seek(0)
+            text.append(buf.read().decode("utf-8", "replace"))
+
+
+def _recorded_plan(root: Path, plan_args: list[str], opts: PlanOptions, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """`tfaudit plan` in this process: (exit code, terraform's stdout, tfaudit's messages)."""
+    import io
+
+    from tfaudit.run.plan import run_plan
+    from tfaudit.run.session import Invocation
+    from tfaudit.ui.console import Console
+
+    msgs = io.StringIO()
+    inv = Invocation(command="plan", tf_args=tuple(plan_args), chdir=str(root), tf_path=opts.tf_path)
+    with _stdout_captured() as out:
+        try:
+            rc = run_plan(inv, env, Console(out=msgs, err=msgs))
+        except TfauditError as e:
+            msgs.write(f"tfaudit: error: {e}\n")
+            rc = int(e.exit_code)
+    return rc, out(), msgs.getvalue()
+
+
+def _analyze(root: Path, plan_file: str, opts: PlanOptions, env: Mapping[str, str]) -> tuple[int, str]:
+    """`tfaudit analyze PLAN --fail-on` with root's rules, in this process: (exit code, its table)."""
+    import io
+
+    from tfaudit.analysis import analyse_input
+    from tfaudit.analysis.engine import Analyzer
+    from tfaudit.analysis.policy import Policy
+    from tfaudit.analysis.formats import OutputFormat, render
+    from tfaudit.config import load_config
+
+    policy = Policy.from_config(load_config(env.get("TFAUDIT_CONFIG"), root))
+    analyzer = Analyzer(policy)
+    fail_on = opts.fail_on or env.get("TFAUDIT_FAIL_ON") or policy.settings.fail_on or None
+    report = analyse_input(plan_file, analyzer, env=env, tf_path=opts.tf_path, chdir=str(root))
+    out = io.StringIO()
+    render(OutputFormat.TABLE, report, out, fail_on=fail_on, rules=analyzer.info)
+    return (int(ExitCode.POLICY) if report.gate(fail_on).blocked else 0), out.getvalue()
 
 
 def plan_root(root: Path, opts: PlanOptions, env: Mapping[str, str], say: Callable[[str], None],
@@ -168,25 +218,23 @@ def plan_root(root: Path, opts: PlanOptions, env: Mapping[str, str], say: Callab
         plan_file = str(Path(tmp) / "hook.tfplan")
         plan_args = ["-input=false", "-no-color", f"-out={plan_file}", *opts.tf_args]
         if opts.record:
-            res = _tfaudit(["plan", *plan_args], root, {**env, "TFAUDIT_LOG_FORMAT": "json"})
+            rc, out, err = _recorded_plan(root, plan_args, opts, env)
         else:
             res = tf.capture(["plan", *plan_args], timeout=None)
-        out = res.stdout.decode("utf-8", "replace")
-        if not res.ok or not Path(plan_file).is_file():
-            say(f"{rel}: plan failed (exit {res.returncode}):\n{res.stderr_text(4000) or out[-4000:]}")
-            return res.returncode or int(ExitCode.FAILURE)
+            rc, out, err = res.returncode, res.stdout.decode("utf-8", "replace"), res.stderr_text(4000)
+        if rc != 0 or not Path(plan_file).is_file():
+            say(f"{rel}: plan failed (exit {rc}):\n{err.strip()[:4000] or out[-4000:]}")
+            return rc or int(ExitCode.FAILURE)
         summary = _PLAN_SUMMARY.findall(out)
         say(f"{rel}: {summary[-1] if summary else 'planned'}" + (" (recorded)" if opts.record else ""))
         if not analysis_available():
             return 0
-        args = ["analyze", plan_file, *(["--fail-on", opts.fail_on] if opts.fail_on else [])]
-        res = _tfaudit(args, root, {**env, "TFAUDIT_LOG_FORMAT": "json"})
-        text = (res.stdout.decode("utf-8", "replace") + res.stderr.decode("utf-8", "replace")).strip()
-        if text:
-            say("\n".join(f"  {line}" for line in text.splitlines()))
-        if not res.ok:
-            say(f"{rel}: blocked by tfaudit analyze (exit {res.returncode})")
-        return res.returncode
+        rc, text = _analyze(root, plan_file, opts, env)
+        if text.strip():
+            say("\n".join(f"  {line}" for line in text.strip().splitlines()))
+        if rc:
+            say(f"{rel}: blocked by tfaudit analyze (exit {rc})")
+        return rc
 
 
 def run_plan_hook(files: Sequence[str], opts: PlanOptions, env: Mapping[str, str], say: Callable[[str], None],

@@ -12,6 +12,7 @@ import typer
 
 from tfaudit import logs
 from tfaudit.errors import ExitCode, TfauditError
+from tfaudit.terraform.args import parse_command_line
 
 app = typer.Typer(
     name="tfaudit",
@@ -43,8 +44,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """
 
 
-# Explicit command registry: each module's register(app) adds its commands. One line per
-# module; modules keep heavy imports (boto3, the runner) inside their command functions.
+# Explicit command registry: each module's `commands` holds its module-level command functions.
+# One line per module; modules keep heavy imports (boto3, the runner) inside their commands.
 COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.wrap_cmd",  # apply, destroy, plan
     "tfaudit.cli.state_cmd",  # import, taint, untaint, state
@@ -52,6 +53,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.recover_cmd",  # recover
     "tfaudit.cli.analyze_cmd",  # analyze
     "tfaudit.cli.verify_cmd",  # verify
+    "tfaudit.cli.ledger_cmd",  # ledger init, ledger import, ledger repair
     "tfaudit.cli.prove_cmd",  # prove, verify-proof
     "tfaudit.cli.log_cmd",  # log
     "tfaudit.cli.history_cmd",  # history
@@ -64,10 +66,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.ci_cmd",  # ci
 )
 for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
-
-
-_GLOBAL_FLAGS = ("--log-format", "--verbose")
+    _commands: typer.Typer = importlib.import_module(_name).commands
+    app.registered_commands += _commands.registered_commands
+    app.registered_groups += _commands.registered_groups
 
 
 def _cls(name: str) -> type[Exception]:
@@ -86,43 +87,17 @@ class _GlobalsError(Exception):
     pass
 
 
-def _pop_globals(argv: list[str]) -> tuple[str | None, int, list[str]]:
-    """--log-format/--verbose are accepted anywhere (they are not terraform's), then removed."""
-    log_format: str | None = os.environ.get("TFAUDIT_LOG_FORMAT")
-    verbosity = 0
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--log-format" and i + 1 < len(argv):
-            log_format = argv[i + 1]
-            i += 1
-        elif a.startswith("--log-format="):
-            log_format = a.split("=", 1)[1]
-        elif a == "--verbose":
-            verbosity += 1
-        else:
-            rest.append(a)
-        i += 1
-    # -v is only ours before the command name; after it, it could belong to terraform.
-    while rest and rest[0] in ("-v", "-vv"):
-        verbosity += len(rest.pop(0)) - 1
-    if log_format not in (None, "console", "json"):
-        raise _GlobalsError(f"--log-format must be console or json, not {log_format!r}")
-    return log_format, verbosity, rest
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbosity = 0
     try:
-        log_format, verbosity, args = _pop_globals(args)
-        logs.configure(log_format, verbosity)
-        # terraform accepts -chdir before the command; so do we.
-        chdir = None
-        while args and args[0].startswith(("-chdir=", "--chdir=")):
-            chdir = args.pop(0).split("=", 1)[1]
-        result = app(args=args, prog_name="tfaudit", standalone_mode=False, obj={"chdir": chdir})
+        line = parse_command_line(args, os.environ.get("TFAUDIT_LOG_FORMAT"))
+        verbosity = line.verbosity
+        if line.log_format not in (None, "console", "json"):
+            raise _GlobalsError(f"--log-format must be console or json, not {line.log_format!r}")
+        logs.configure(line.log_format, verbosity)
+        result = app(args=line.args, prog_name="tfaudit", standalone_mode=False,
+                     obj={"chdir": line.chdir, "run": main})
         return int(result) if isinstance(result, int) else 0
     except TfauditError as e:
         _error(str(e))

@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from tfaudit.config import CONFIG_NAME, find_config, parse_config
 from tfaudit.errors import ConfigError
 
 config_app = typer.Typer(help="Work with .tfaudit.hcl.", no_args_is_help=True)
@@ -15,10 +14,12 @@ config_app = typer.Typer(help="Work with .tfaudit.hcl.", no_args_is_help=True)
 
 @config_app.command("validate")
 def validate(
-    path: Optional[Path] = typer.Argument(None, help=f"Config file (default: ./{CONFIG_NAME})."),
+    path: Optional[Path] = typer.Argument(None, help="Config file (default: ./.tfaudit.hcl)."),
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file."),
 ) -> int:
     """Parse the config and report the first error with its file and block."""
+    from tfaudit.config import CONFIG_NAME, find_config, parse_config
+
     found = path or find_config(config, Path.cwd())
     if found is None:
         raise ConfigError(f"no {CONFIG_NAME} in {Path.cwd()}", hint="pass the file, or create one")
@@ -41,5 +42,7 @@ def _present(cfg: object) -> set[str]:
     return present | set(cfg.sections)
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(config_app, name="config")
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
+
+
+commands.add_typer(config_app, name="config")

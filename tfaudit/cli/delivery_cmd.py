@@ -42,117 +42,120 @@ def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
     return ledger_path, cfg, specs
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
-              sink: Optional[List[str]] = SinkOpt,
-              backfill: bool = typer.Option(False, "--backfill", help="Also send records written before the sink "
-                                                                       "was configured (never re-sends what it has)."),
-              deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=3600,
-                                                       help="Seconds per sink (default: delivery.deadline_seconds); "
-                                                            "raise it to drain a large backlog in one go."),
-              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> int:
-        """Deliver every record still owed to the sinks; exits 4 if some remain pending."""
-        from dataclasses import replace
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-        from tfaudit.redact import Redactor
-        from tfaudit.sinks import DeliveryConfig
-        from tfaudit.sinks.delivery import deliver
 
-        ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
-        delivery_cfg = cfg.section("delivery") or DeliveryConfig()
-        if deadline is not None:
-            delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
-        if not ledger_path.exists():
-            raise UsageError(f"ledger {ledger_path} does not exist", hint="pass --ledger, or run a wrapped command first")
-        redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
-        report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
-        if as_json:
-            typer.echo(json.dumps(report.as_dict(), indent=2))
-        else:
-            for r in report.sinks:
-                line = f"{r.sink}: {r.delivered} delivered"
-                if r.confirmed:
-                    line += f", {r.confirmed} already there"
-                if r.pending:
-                    line += f", {r.pending} still pending ({r.error})"
-                typer.echo(line)
-            typer.echo(f"flush: {report.delivered} delivered, {report.pending} pending")
-        return int(ExitCode.AUDIT_WRITE if report.pending else ExitCode.OK)
+@commands.command()
+def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
+          sink: Optional[List[str]] = SinkOpt,
+          backfill: bool = typer.Option(False, "--backfill", help="Also send records written before the sink "
+                                                                   "was configured (never re-sends what it has)."),
+          deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=3600,
+                                                   help="Seconds per sink (default: delivery.deadline_seconds); "
+                                                        "raise it to drain a large backlog in one go."),
+          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> int:
+    """Deliver every record still owed to the sinks; exits 4 if some remain pending."""
+    from dataclasses import replace
 
-    @app.command()
-    def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
-               sink: Optional[List[str]] = SinkOpt,
-               as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> int:
-        """Show, per sink, how many records are delivered and how many wait in the outbox."""
-        from tfaudit.redact import Redactor
-        from tfaudit.sinks.delivery import status as sink_status
+    from tfaudit.redact import Redactor
+    from tfaudit.sinks import DeliveryConfig
+    from tfaudit.sinks.delivery import deliver
 
-        ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
-        rows = sink_status(ledger_path, specs, Redactor.with_additions(cfg.redact.names, cfg.redact.values))
-        if as_json:
-            typer.echo(json.dumps({"ledger": str(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
-            return 0
-        width = max(len(r.sink) for r in rows)
-        typer.echo(f"{'sink':<{width}}  {'pending':>7}  {'delivered':>9}  oldest pending / last error")
-        for r in rows:
-            if not r.enrolled:
-                typer.echo(f"{r.sink:<{width}}  {'-':>7}  {'-':>9}  not enrolled yet (owed records start with the next run)")
-                continue
-            note = ""
+    ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
+    delivery_cfg = cfg.section("delivery") or DeliveryConfig()
+    if deadline is not None:
+        delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
+    from tfaudit.trail.store import open_existing
+
+    open_existing(ledger_path)
+    redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
+    report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for r in report.sinks:
+            line = f"{r.sink}: {r.delivered} delivered"
+            if r.confirmed:
+                line += f", {r.confirmed} already there"
             if r.pending:
-                note = f"seq {r.oldest_pending_seq} ({r.oldest_pending_time})"
-                if r.in_doubt:
-                    note += f"; {r.in_doubt} in doubt (crash mid-send)"
-                if r.last_error:
-                    note += f"; {r.last_error} at {r.last_error_at}"
-            if r.backfill:
-                note = (note + "; " if note else "") + "backfill in progress"
-            typer.echo(f"{r.sink:<{width}}  {r.pending:>7}  {r.delivered_total:>9}  {note}".rstrip())
-        total = sum(r.pending for r in rows)
-        typer.echo(f"{total} pending" + ("; run 'tfaudit flush' to deliver them" if total else ""))
-        return 0
+                line += f", {r.pending} still pending ({r.error})"
+            typer.echo(line)
+        typer.echo(f"flush: {report.delivered} delivered, {report.pending} pending")
+    return int(ExitCode.AUDIT_WRITE if report.pending else ExitCode.OK)
 
-    @app.command("kms-pubkey")
-    def kms_pubkey(ctx: typer.Context, config: Optional[str] = ConfigOpt,
-                   kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Key id, ARN or alias/NAME "
-                                                            "(default: signing.kms_key_id from the config)."),
-                   region: Optional[str] = typer.Option(None, "--region", help="AWS region."),
-                   profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile."),
-                   endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint URL."),
-                   out: Optional[Path] = typer.Option(None, "--out", help="Write the PEM here instead of stdout.")) -> int:
-        """Fetch an AWS KMS signing key's public key (PEM), for 'tfaudit verify --public-key'."""
-        from tfaudit import _aws
-        from tfaudit.config import load_config
-        from tfaudit.errors import SigningKeyError
-        from tfaudit.trail.kms import fetch_public_key, public_key_pem
-        from tfaudit.trail.signing import key_id_for
+@commands.command()
+def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
+           sink: Optional[List[str]] = SinkOpt,
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> int:
+    """Show, per sink, how many records are delivered and how many wait in the outbox."""
+    from tfaudit.redact import Redactor
+    from tfaudit.sinks.delivery import status as sink_status
 
-        obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-        work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
-        options: dict[str, Any] = {}
-        if not kms_key_id:
-            cfg = load_config(config, work_dir)
-            if cfg.signing.signer != "kms":
-                raise UsageError("no KMS key given and the config has no signing { signer = \"kms\" } block",
-                                 hint="pass --kms-key-id")
-            options = dict(cfg.signing.options)
-        key_ref = kms_key_id or str(options["kms_key_id"])
-        settings = _aws.AwsSettings(region or options.get("region"), profile or options.get("profile"),
-                                    endpoint_url or options.get("endpoint_url"))
-        try:
-            client = _aws.client("kms", settings, os.environ, max_attempts=3)
-        except ImportError as e:
-            raise SigningKeyError("kms-pubkey needs boto3", hint="pip install 'tfaudit[aws]'") from e
-        key, arn = fetch_public_key(client, key_ref)
-        pem = public_key_pem(key)
-        if out is None:
-            typer.echo(pem.decode().rstrip("\n"))
-            return 0
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(pem)
-        except OSError as e:
-            raise UsageError(f"cannot write {out}: {e.strerror}") from e
-        typer.echo(f"public key: {out}\nkey id:     {key_id_for(key)}\nkms key:    {arn}")
+    ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
+    rows = sink_status(ledger_path, specs, Redactor.with_additions(cfg.redact.names, cfg.redact.values))
+    if as_json:
+        typer.echo(json.dumps({"ledger": str(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
         return 0
+    width = max(len(r.sink) for r in rows)
+    typer.echo(f"{'sink':<{width}}  {'pending':>7}  {'delivered':>9}  oldest pending / last error")
+    for r in rows:
+        if not r.enrolled:
+            typer.echo(f"{r.sink:<{width}}  {'-':>7}  {'-':>9}  not enrolled yet (owed records start with the next run)")
+            continue
+        note = ""
+        if r.pending:
+            note = f"seq {r.oldest_pending_seq} ({r.oldest_pending_time})"
+            if r.in_doubt:
+                note += f"; {r.in_doubt} in doubt (crash mid-send)"
+            if r.last_error:
+                note += f"; {r.last_error} at {r.last_error_at}"
+        if r.backfill:
+            note = (note + "; " if note else "") + "backfill in progress"
+        typer.echo(f"{r.sink:<{width}}  {r.pending:>7}  {r.delivered_total:>9}  {note}".rstrip())
+    total = sum(r.pending for r in rows)
+    typer.echo(f"{total} pending" + ("; run 'tfaudit flush' to deliver them" if total else ""))
+    return 0
+
+@commands.command("kms-pubkey")
+def kms_pubkey(ctx: typer.Context, config: Optional[str] = ConfigOpt,
+               kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Key id, ARN or alias/NAME "
+                                                        "(default: signing.kms_key_id from the config)."),
+               region: Optional[str] = typer.Option(None, "--region", help="AWS region."),
+               profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile."),
+               endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint URL."),
+               out: Optional[Path] = typer.Option(None, "--out", help="Write the PEM here instead of stdout.")) -> int:
+    """Fetch an AWS KMS signing key's public key (PEM), for 'tfaudit verify --public-key'."""
+    from tfaudit import _aws
+    from tfaudit.config import load_config
+    from tfaudit.errors import SigningKeyError
+    from tfaudit.trail.kms import fetch_public_key, public_key_pem
+    from tfaudit.trail.signing import key_id_for
+
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
+    options: dict[str, Any] = {}
+    if not kms_key_id:
+        cfg = load_config(config, work_dir)
+        if cfg.signing.signer != "kms":
+            raise UsageError("no KMS key given and the config has no signing { signer = \"kms\" } block",
+                             hint="pass --kms-key-id")
+        options = dict(cfg.signing.options)
+    key_ref = kms_key_id or str(options["kms_key_id"])
+    settings = _aws.AwsSettings(region or options.get("region"), profile or options.get("profile"),
+                                endpoint_url or options.get("endpoint_url"))
+    try:
+        client = _aws.client("kms", settings, os.environ, max_attempts=3)
+    except ImportError as e:
+        raise SigningKeyError("kms-pubkey needs boto3", hint="pip install 'tfaudit[aws]'") from e
+    key, arn = fetch_public_key(client, key_ref)
+    pem = public_key_pem(key)
+    if out is None:
+        typer.echo(pem.decode().rstrip("\n"))
+        return 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(pem)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror}") from e
+    typer.echo(f"public key: {out}\nkey id:     {key_id_for(key)}\nkms key:    {arn}")
+    return 0

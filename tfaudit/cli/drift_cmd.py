@@ -10,11 +10,13 @@ import typer
 from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
-    def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
-        """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""
-        from tfaudit.run.drift import run_drift
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-        return run_drift(invocation(ctx, "drift", ledger, signing_key, config, tf_path), os.environ)
+
+@commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
+def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+    """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""
+    from tfaudit.run.drift import run_drift
+
+    return run_drift(invocation(ctx, "drift", ledger, signing_key, config, tf_path), os.environ)

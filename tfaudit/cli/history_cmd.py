@@ -20,47 +20,49 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("history")
-    def history_(
-        address: str = typer.Argument(..., help="Resource address, e.g. aws_s3_bucket.logs or 'module.env[\"prod\"].*' (* and ? are wildcards)."),
-        ledger: Optional[List[str]] = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER",
-                                                   help="Ledger file, folder or s3://bucket/prefix (repeatable; default: the config's ledger or .tfaudit/ledger.jsonl)."),
-        fmt: HistoryFormat = typer.Option(HistoryFormat.TEXT, "--format", help="text or json."),
-        values: bool = typer.Option(False, "--values", help="Also show the changed attributes' values before and after (redacted as recorded)."),
-        config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
-    ) -> int:
-        """Who changed a resource, when, which action, what changed, and whether it worked (newest first; moves followed)."""
-        from tfaudit.cli._ledgers import ledger_specs
-        from tfaudit.ui.progress import TerminalProgress
-        from tfaudit.query import history
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-        with TerminalProgress("reading ledgers") as progress:
-            changes = history(address, ledger_specs(ledger, config), progress, env=os.environ)
-        if fmt is HistoryFormat.JSON:
-            typer.echo(json.dumps([c.as_dict() for c in changes], indent=2, default=str))
-            return 0
-        if not changes:
-            typer.echo(f"no recorded changes to {address}")
-            return 0
-        for c in changes:
-            what = ", ".join(c.changed_paths[:6]) + (f" (+{len(c.changed_paths) - 6} more)" if len(c.changed_paths) > 6 else "")
-            ci = c.actor_block.get("ci") if isinstance(c.actor_block.get("ci"), dict) else None
-            via = f" via {ci.get('provider')}" if ci else ""
-            line = (f"{c.time[:19].replace('T', ' ')}Z  {c.actor}{via}  {c.command} in {c.workspace}: "
-                    f"{c.action} {c.address}  {c.status.upper() if c.status == 'failed' else c.status}")
-            if c.previous_address and c.previous_address != c.address:
-                line += f"  (moved from {c.previous_address})"
-            typer.echo(line + f"  [run {c.run_id[:8]}]")
-            if what:
-                typer.echo(f"    changed: {what}")
-            if c.error:
-                typer.echo(f"    error: {c.error.get('summary', '')}" +
-                           (f": {str(c.error.get('detail', '')).splitlines()[0][:200]}" if c.error.get("detail") else ""))
-            if values:
-                for key in sorted(set(c.before or {}) | set(c.after or {})):
-                    typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}")
-        n_runs = len({c.run_id for c in changes})
-        typer.echo(f"{len(changes)} change(s) in {n_runs} run(s); "
-                   f"{sum(c.status == 'failed' for c in changes)} failed")
+
+@commands.command("history")
+def history_(
+    address: str = typer.Argument(..., help="Resource address, e.g. aws_s3_bucket.logs or 'module.env[\"prod\"].*' (* and ? are wildcards)."),
+    ledger: Optional[List[str]] = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER",
+                                               help="Ledger file, folder or s3://bucket/prefix (repeatable; default: the config's ledger or .tfaudit/ledger.jsonl)."),
+    fmt: HistoryFormat = typer.Option(HistoryFormat.TEXT, "--format", help="text or json."),
+    values: bool = typer.Option(False, "--values", help="Also show the changed attributes' values before and after (redacted as recorded)."),
+    config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
+) -> int:
+    """Who changed a resource, when, which action, what changed, and whether it worked (newest first; moves followed)."""
+    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.ui.progress import TerminalProgress
+    from tfaudit.query import history
+
+    with TerminalProgress("reading ledgers") as progress:
+        changes = history(address, ledger_specs(ledger, config), progress, env=os.environ)
+    if fmt is HistoryFormat.JSON:
+        typer.echo(json.dumps([c.as_dict() for c in changes], indent=2, default=str))
         return 0
+    if not changes:
+        typer.echo(f"no recorded changes to {address}")
+        return 0
+    for c in changes:
+        what = ", ".join(c.changed_paths[:6]) + (f" (+{len(c.changed_paths) - 6} more)" if len(c.changed_paths) > 6 else "")
+        ci = c.actor_block.get("ci") if isinstance(c.actor_block.get("ci"), dict) else None
+        via = f" via {ci.get('provider')}" if ci else ""
+        line = (f"{c.time[:19].replace('T', ' ')}Z  {c.actor}{via}  {c.command} in {c.workspace}: "
+                f"{c.action} {c.address}  {c.status.upper() if c.status == 'failed' else c.status}")
+        if c.previous_address and c.previous_address != c.address:
+            line += f"  (moved from {c.previous_address})"
+        typer.echo(line + f"  [run {c.run_id[:8]}]")
+        if what:
+            typer.echo(f"    changed: {what}")
+        if c.error:
+            typer.echo(f"    error: {c.error.get('summary', '')}" +
+                       (f": {str(c.error.get('detail', '')).splitlines()[0][:200]}" if c.error.get("detail") else ""))
+        if values:
+            for key in sorted(set(c.before or {}) | set(c.after or {})):
+                typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}")
+    n_runs = len({c.run_id for c in changes})
+    typer.echo(f"{len(changes)} change(s) in {n_runs} run(s); "
+               f"{sum(c.status == 'failed' for c in changes)} failed")
+    return 0

@@ -17,47 +17,49 @@ class LogFormat(str, Enum):
     JSON = "json"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("log")
-    def log_(
-        ledgers: Optional[List[str]] = typer.Argument(
-            None, help="Ledger files, folders of .jsonl files, or s3://bucket/prefix (default: TFAUDIT_LEDGER, "
-                       "the config's ledger, or .tfaudit/ledger.jsonl)."),
-        since: Optional[str] = typer.Option(None, "--since", help="Only runs at or after this time: 2026-01-31, 2026-01-31T14:00Z, or an age (7d, 12h, 30m)."),
-        until: Optional[str] = typer.Option(None, "--until", help="Only runs at or before this time (same forms as --since)."),
-        actor: Optional[List[str]] = typer.Option(None, "--actor", help="Only runs by this user (glob; matches user, OS login and git email; repeatable)."),
-        workspace: Optional[List[str]] = typer.Option(None, "--workspace", help="Only runs in this workspace (glob; repeatable)."),
-        outcome: Optional[List[str]] = typer.Option(None, "--outcome", help="Only runs with this outcome: succeeded, failed, partial, interrupted, blocked, cancelled, planned, unfinished (repeatable, or comma-separated)."),
-        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many runs (the newest)."),
-        fmt: LogFormat = typer.Option(LogFormat.TEXT, "--format", help="text (one line per run) or json."),
-        config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
-    ) -> int:
-        """Runs, newest first: time, actor, workspace, command, outcome, counts."""
-        from tfaudit.cli._ledgers import ledger_specs
-        from tfaudit.query import Filters, RunStatus, parse_when, runs
-        from tfaudit.ui.progress import TerminalProgress
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-        outcomes = tuple(o.strip() for item in outcome or [] for o in item.split(",") if o.strip())
-        allowed = {o.value for o in RunStatus}
-        bad = [o for o in outcomes if o not in allowed]
-        if bad:
-            raise UsageError(f"--outcome {bad[0]!r} is not an outcome", hint="use one of: " + ", ".join(sorted(allowed)))
-        filters = Filters(
-            since=parse_when(since, "--since") if since else None,
-            until=parse_when(until, "--until") if until else None,
-            actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
-        with TerminalProgress("reading ledgers") as progress:
-            found = runs(ledger_specs(ledgers, config), filters, progress, env=os.environ)
-        if limit:
-            found = found[:limit]
-        if fmt is LogFormat.JSON:
-            typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
-            return 0
-        for r in found:
-            counts = ", ".join(f"{v} {k}" for k, v in sorted((r.counts or r.planned).items())) or "no changes"
-            extra = f"  {len(r.findings)} finding(s)" if r.findings else ""
-            typer.echo(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
-                       f"{r.status:<11} {counts}{extra}  [{r.run_id[:8]}]")
-        if not found:
-            typer.echo("no runs recorded" if not any((since, until, actor, workspace, outcomes)) else "no runs match")
+
+@commands.command("log")
+def log_(
+    ledgers: Optional[List[str]] = typer.Argument(
+        None, help="Ledger files, folders of .jsonl files, or s3://bucket/prefix (default: TFAUDIT_LEDGER, "
+                   "the config's ledger, or .tfaudit/ledger.jsonl)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only runs at or after this time: 2026-01-31, 2026-01-31T14:00Z, or an age (7d, 12h, 30m)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only runs at or before this time (same forms as --since)."),
+    actor: Optional[List[str]] = typer.Option(None, "--actor", help="Only runs by this user (glob; matches user, OS login and git email; repeatable)."),
+    workspace: Optional[List[str]] = typer.Option(None, "--workspace", help="Only runs in this workspace (glob; repeatable)."),
+    outcome: Optional[List[str]] = typer.Option(None, "--outcome", help="Only runs with this outcome: succeeded, failed, partial, interrupted, blocked, cancelled, planned, unfinished (repeatable, or comma-separated)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many runs (the newest)."),
+    fmt: LogFormat = typer.Option(LogFormat.TEXT, "--format", help="text (one line per run) or json."),
+    config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
+) -> int:
+    """Runs, newest first: time, actor, workspace, command, outcome, counts."""
+    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.query import Filters, RunStatus, parse_when, runs
+    from tfaudit.ui.progress import TerminalProgress
+
+    outcomes = tuple(o.strip() for item in outcome or [] for o in item.split(",") if o.strip())
+    allowed = {o.value for o in RunStatus}
+    bad = [o for o in outcomes if o not in allowed]
+    if bad:
+        raise UsageError(f"--outcome {bad[0]!r} is not an outcome", hint="use one of: " + ", ".join(sorted(allowed)))
+    filters = Filters(
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
+        actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
+    with TerminalProgress("reading ledgers") as progress:
+        found = runs(ledger_specs(ledgers, config), filters, progress, env=os.environ)
+    if limit:
+        found = found[:limit]
+    if fmt is LogFormat.JSON:
+        typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
         return 0
+    for r in found:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted((r.counts or r.planned).items())) or "no changes"
+        extra = f"  {len(r.findings)} finding(s)" if r.findings else ""
+        typer.echo(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
+                   f"{r.status:<11} {counts}{extra}  [{r.run_id[:8]}]")
+    if not found:
+        typer.echo("no runs recorded" if not any((since, until, actor, workspace, outcomes)) else "no runs match")
+    return 0

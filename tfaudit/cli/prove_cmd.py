@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from tfaudit.errors import ExitCode, InputError, UsageError, VerificationError
-from tfaudit.trail.signing import Verifier
+
+if TYPE_CHECKING:
+    from tfaudit.trail.signing import Verifier
 
 prove_app = typer.Typer(help="Make proofs about a ledger that anyone can check with 'tfaudit verify-proof'.",
                         no_args_is_help=True)
@@ -90,7 +92,7 @@ def _emit(doc: dict[str, object], output: Path | None) -> None:
 
 
 def _lines(ledger: Path) -> list[bytes]:
-    from tfaudit.trail.checkpoints import read_lines
+    from tfaudit.trail.store import read_lines
 
     lines = read_lines(ledger)
     if not lines:
@@ -153,34 +155,36 @@ def consistency(
     return 0
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(prove_app, name="prove")
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-    @app.command("verify-proof")
-    def verify_proof(
-        proof_file: Path = typer.Argument(..., help="A proof file written by 'tfaudit prove'."),
-        public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY",
-                                                        help="Public key(s) that must have signed the checkpoint(s) "
-                                                        "and the record (repeatable)."),
-    ) -> int:
-        """Check a proof without the ledger; with --public-key, also who signed its root."""
-        from tfaudit.trail.proofs import verify_proof as check
-        from tfaudit.trail.signing import load_verifier
 
-        try:
-            doc = json.loads(proof_file.read_text("utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"proof file {proof_file} does not exist") from None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise InputError(f"proof file {proof_file} is not readable JSON: {e}") from None
-        verifiers = [load_verifier(p) for p in public_key or []]
-        result = check(doc, verifiers)
-        typer.echo(f"OK: {result.summary}")
-        for line in result.details:
-            typer.echo(f"  {line}")
-        if not result.authenticated:
-            typer.echo("  not authenticated: pass --public-key PUB to check who signed the root")
-        return int(ExitCode.OK)
+commands.add_typer(prove_app, name="prove")
+
+@commands.command("verify-proof")
+def verify_proof(
+    proof_file: Path = typer.Argument(..., help="A proof file written by 'tfaudit prove'."),
+    public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY",
+                                                    help="Public key(s) that must have signed the checkpoint(s) "
+                                                    "and the record (repeatable)."),
+) -> int:
+    """Check a proof without the ledger; with --public-key, also who signed its root."""
+    from tfaudit.trail.proofs import verify_proof as check
+    from tfaudit.trail.signing import load_verifier
+
+    try:
+        doc = json.loads(proof_file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"proof file {proof_file} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"proof file {proof_file} is not readable JSON: {e}") from None
+    verifiers = [load_verifier(p) for p in public_key or []]
+    result = check(doc, verifiers)
+    typer.echo(f"OK: {result.summary}")
+    for line in result.details:
+        typer.echo(f"  {line}")
+    if not result.authenticated:
+        typer.echo("  not authenticated: pass --public-key PUB to check who signed the root")
+    return int(ExitCode.OK)
 
 
 # --- `tfaudit verify --checkpoints SRC / --dsse FILE` (called from verify_cmd) ----------------------

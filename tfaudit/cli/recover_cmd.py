@@ -10,6 +10,10 @@ import typer
 from tfaudit.cli.wrap_cmd import ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt
 
 
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
+
+
+@commands.command()
 def recover(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
     """Finish runs whose tfaudit was killed: from terraform's journal and the state (every recorded command does this first too)."""
@@ -27,7 +31,3 @@ def recover(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: 
     if not done:
         console.say("no unfinished runs to recover")
     return 0
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(recover)

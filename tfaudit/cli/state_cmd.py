@@ -18,37 +18,40 @@ def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_
     return run_state_command(inv, os.environ, words)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("import", context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
-    def import_(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
-        """terraform import ADDR ID, recorded as state.changed."""
-        return _recorded(ctx, ["import"], ledger, signing_key, config, tf_path)
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
-    def taint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
-        """terraform taint ADDR, recorded as state.changed."""
-        return _recorded(ctx, ["taint"], ledger, signing_key, config, tf_path)
 
-    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
-    def untaint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-                config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
-        """terraform untaint ADDR, recorded as state.changed."""
-        return _recorded(ctx, ["untaint"], ledger, signing_key, config, tf_path)
+@commands.command("import", context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
+def import_(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+            config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+    """terraform import ADDR ID, recorded as state.changed."""
+    return _recorded(ctx, ["import"], ledger, signing_key, config, tf_path)
 
-    @app.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
-    def state(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
-              config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
-        """terraform state rm|mv|push|replace-provider, recorded as state.changed (list, show, pull pass through)."""
-        from tfaudit.run.state import state_subcommand
-        from tfaudit.terraform.binary import detect, extract_chdir
+@commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
+def taint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+    """terraform taint ADDR, recorded as state.changed."""
+    return _recorded(ctx, ["taint"], ledger, signing_key, config, tf_path)
 
-        chdir, args = extract_chdir(ctx.args)
-        words, rest, record = state_subcommand(args)
-        if record:
-            ctx.args = [*(([f"-chdir={chdir}"]) if chdir else []), *rest]
-            return _recorded(ctx, words, ledger, signing_key, config, tf_path)
-        obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-        tf = detect(tf_path, os.environ, chdir or obj.get("chdir"))
-        return tf.run([*words, *rest])
+@commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
+def untaint(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+            config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+    """terraform untaint ADDR, recorded as state.changed."""
+    return _recorded(ctx, ["untaint"], ledger, signing_key, config, tf_path)
+
+@commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
+def state(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
+          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt) -> int:
+    """terraform state rm|mv|push|replace-provider, recorded as state.changed (list, show, pull pass through)."""
+    from tfaudit.run.state import state_subcommand
+    from tfaudit.terraform.args import extract_chdir
+    from tfaudit.terraform.binary import detect
+
+    chdir, args = extract_chdir(ctx.args)
+    words, rest, record = state_subcommand(args)
+    if record:
+        ctx.args = [*(([f"-chdir={chdir}"]) if chdir else []), *rest]
+        return _recorded(ctx, words, ledger, signing_key, config, tf_path)
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    tf = detect(tf_path, os.environ, chdir or obj.get("chdir"))
+    return tf.run([*words, *rest])

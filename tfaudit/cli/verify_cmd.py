@@ -9,48 +9,61 @@ from typing import List, Optional
 import typer
 
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.trail.signing import load_verifier
-from tfaudit.trail.verify import verify_ledger
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def verify(
-        ledger: Optional[Path] = typer.Argument(None, help="Ledger file to check (optional with --dsse)."),
-        public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
-                                                        help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-        checkpoints: Optional[str] = typer.Option(None, "--checkpoints", metavar="SRC",
-                                                  help="Also check the ledger against its signed checkpoints in DIR "
-                                                  "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
-        dsse: Optional[Path] = typer.Option(None, "--dsse", metavar="FILE", help="Check the in-toto DSSE envelopes in this file "
-                                            "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
-    ) -> int:
-        """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
-        if not public_key:
-            raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
-        verifiers = [load_verifier(p) for p in public_key]
-        if ledger is None and dsse is None:
-            raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")
-        # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
-        from tfaudit.cli.prove_cmd import verify_extras
+commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
-        report = verify_ledger(ledger, verifiers) if ledger is not None else None
-        extras = verify_extras(ledger, verifiers, checkpoints, dsse)
-        ok = (report is None or report.ok) and extras.ok
-        if as_json:
-            typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
-        elif report is not None:
-            for p in report.problems:
-                where = f"line {p.line}" if p.line is not None else "ledger"
-                typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")
-            if report.ok:
-                typer.echo(f"OK: {report.records} records in {report.runs} runs verified "
-                           f"(seq 1..{report.last_seq}, head {report.head})")
-            else:
-                typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.lines} lines "
-                           f"({report.records} records, {report.runs} runs)")
-        if not as_json:
-            for line in extras.lines:
-                typer.echo(line)
-        return int(ExitCode.OK if ok else ExitCode.FAILURE)
+
+@commands.command()
+def verify(
+    ledger: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Ledger file or store URL (s3://BUCKET/PREFIX, "
+                                           "postgresql://...) to check (optional with --dsse)."),
+    public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
+                                                    help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    checkpoints: Optional[str] = typer.Option(None, "--checkpoints", metavar="SRC",
+                                              help="Also check the ledger against its signed checkpoints in DIR "
+                                              "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
+    dsse: Optional[Path] = typer.Option(None, "--dsse", metavar="FILE", help="Check the in-toto DSSE envelopes in this file "
+                                        "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
+) -> int:
+    """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
+    if not public_key:
+        raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    from tfaudit.trail.signing import load_verifier
+    from tfaudit.trail.verify import verify_ledger
+
+    verifiers = [load_verifier(p) for p in public_key]
+    if ledger is None and dsse is None:
+        raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")
+    # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
+    from tfaudit.cli.prove_cmd import verify_extras
+
+    report = verify_ledger(ledger, verifiers) if ledger is not None else None
+    if ledger is not None and report is not None and report.local_path is None and (checkpoints or dsse):
+        raise UsageError(f"--checkpoints and --dsse check a ledger file, not {ledger}",
+                         hint="export the store to a file first ('tfaudit export')")
+    extras = verify_extras(Path(ledger) if ledger is not None else None, verifiers, checkpoints, dsse)
+    ok = (report is None or report.ok) and extras.ok
+    if as_json:
+        typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))
+    elif report is not None:
+        for r in report.repairs:
+            typer.echo(f"{ledger}: {r}")
+        for p in report.problems:
+            where = f"line {p.line}" if p.line is not None else "ledger"
+            typer.echo(f"{ledger}:{p.line or 0}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: {where}: {p.message}")
+        if len(report.workspaces) > 1 or report.local_path is None:
+            for ws, v in sorted(report.workspaces.items()):
+                typer.echo(f"  workspace {ws}: {v['records']} records, {v['runs']} runs, seq {v['first_seq']}.."
+                           f"{v['last_seq']}: " + ("OK" if not v["problems"] else f"{v['problems']} problem(s)"))
+        if report.ok:
+            typer.echo(f"OK: {report.records} records in {report.runs} runs verified "
+                       f"(seq 1..{report.last_seq}, head {report.head})")
+        else:
+            typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.lines} lines "
+                       f"({report.records} records, {report.runs} runs)")
+    if not as_json:
+        for line in extras.lines:
+            typer.echo(line)
+    return int(ExitCode.OK if ok else ExitCode.FAILURE)

@@ -100,10 +100,12 @@ def sign_envelope(stmt: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
 
 
 def envelopes(ledger: Path, signer: Signer, run_prefix: str | None = None) -> Iterator[dict[str, Any]]:
-    from tfaudit.trail.ledger import Ledger
+    from tfaudit.trail.store import open_existing
+
+    store = open_existing(ledger)
 
     def parsed() -> Iterator[tuple[bytes, dict[str, Any]]]:
-        for _, raw in Ledger(ledger).lines():
+        for _, raw in store.lines():
             line = raw.rstrip(b"\n")
             try:
                 rec = json.loads(line)
@@ -218,7 +220,7 @@ def verify_envelope_file(path: Path, verifiers: Sequence[Verifier], ledger: Path
         raise InputError(f"cannot read envelope file {path}: {e}") from e
     ledger_lines: set[bytes] | None = None
     if ledger is not None:
-        from tfaudit.trail.checkpoints import read_lines
+        from tfaudit.trail.store import read_lines
 
         ledger_lines = set(read_lines(ledger))
     docs: list[tuple[int, Any]] = []

@@ -26,13 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from tfaudit.logs import get_logger
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
     from tfaudit.redact import Redactor
 
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 
 REQUEST_URL_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"
 REQUEST_TOKEN_ENV = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.query import RunSummary, add_record
+from tfaudit.trail.store import open_store
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,18 @@ class StepResult:
         }
 
 
-def ledger_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
+def ledger_mark(ledger: str | Path) -> int:
+    """The ledger's newest position before the step runs (0 when it does not exist yet)."""
+    return open_store(ledger).tail().seq
 
 
-def records_after(path: Path, offset: int) -> list[dict[str, Any]]:
-    """Records appended past byte offset (the ledger is append-only, so these are the step's)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
+def records_after(ledger: str | Path, mark: int) -> list[dict[str, Any]]:
+    """Records appended past position `mark` (the ledger is append-only, so these are the step's)."""
+    store = open_store(ledger)
+    if not store.exists():
         return []
     out = []
-    for line in data.splitlines():
+    for _, line in store.lines(mark + 1):
         try:
             rec = json.loads(line)
         except ValueError:

@@ -24,7 +24,8 @@ from tfaudit.run import gates
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
-from tfaudit.terraform.binary import SplitArgs, Terraform, sha256_file, split_args
+from tfaudit.terraform.args import SplitArgs, split_args
+from tfaudit.terraform.binary import Terraform, sha256_file
 from tfaudit.ui.console import Console
 from tfaudit.ui.saved_plan import SavedPlanNote
 from tfaudit.ui.stream import StreamRenderer

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfaudit.analysis.model import Effect, Finding, Severity
-from tfaudit.errors import InputError, LedgerError, PolicyError, VerificationError
+from tfaudit.errors import LedgerNotFound, PolicyError, VerificationError
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
@@ -84,9 +84,9 @@ def lookup(store: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer
     match = same_path = other_key = None
     target = plan_file.resolve()
     try:
-        recs = list(store.records()) if store.exists() else []
-    except (LedgerError, InputError):
-        recs = []  # an unreadable ledger has no plans recorded that we could trust
+        recs = list(store.records())
+    except LedgerNotFound:
+        recs = []  # a new ledger has no plans recorded yet
     for rec in recs:
         if rec.get("type") != "plan.recorded":
             continue

@@ -18,11 +18,9 @@ from tfaudit.errors import ExitCode, UsageError
 from tfaudit.parse.plan import Plan, ResourceChange, parse_plan
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
+from tfaudit.terraform.args import drift_conflict
 from tfaudit.terraform.binary import sha256_file
 from tfaudit.ui.console import Console
-
-_OWN_FLAGS = ("-refresh-only", "-detailed-exitcode", "-out", "-destroy")
-
 
 def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, Any]:
     body = records.resource_body(d, records.Outcome("planned"), redactor)
@@ -49,9 +47,9 @@ def drifted(plan: Plan) -> list[ResourceChange]:
 
 
 def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
-    for a in inv.tf_args:
-        if a.split("=", 1)[0].lstrip("-") in {f.lstrip("-") for f in _OWN_FLAGS}:
-            raise UsageError(f"tfaudit drift sets {a.split('=', 1)[0]} itself", hint="drop it from the arguments")
+    conflict = drift_conflict(inv.tf_args)
+    if conflict is not None:
+        raise UsageError(f"tfaudit drift sets {conflict} itself", hint="drop it from the arguments")
     console = console or Console()
     session = open_session(inv, env, console)
     tf = session.tf

@@ -24,8 +24,9 @@ from typing import Any
 JOURNAL_DIR = ".tfaudit-journal"
 
 
-def journal_dir(ledger_path: Path) -> Path:
-    return ledger_path.parent / JOURNAL_DIR
+def journal_dir(local_dir: Path) -> Path:
+    """The journals of a ledger whose local companions live in local_dir."""
+    return local_dir / JOURNAL_DIR
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
+
 
 from tfaudit import records
+from tfaudit.logs import get_logger
 from tfaudit.parse.state import State, parse_state
 from tfaudit.terraform.binary import Terraform
 from tfaudit.trail.store import LedgerStore
 
 # Record types that say which state a working directory was left in.
-log = structlog.get_logger("tfaudit")
+log = get_logger("tfaudit")
 _STATE_MARKERS = (b'"type":"run.finished"', b'"type":"state.changed"', b'"type":"state.out_of_band"')
 
 

@@ -16,17 +16,10 @@ from tfaudit.run import gates
 from tfaudit.run.apply import load_plan
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
+from tfaudit.terraform.args import plan_out
 from tfaudit.terraform.binary import sha256_file
 from tfaudit.ui.console import Console
 from tfaudit.ui.saved_plan import SavedPlanNote
-
-
-def _out_arg(args: list[str]) -> str | None:
-    out_arg = next((a for a in args if a.startswith(("-out=", "--out="))), None)
-    if out_arg is None and "-out" in args:
-        i = args.index("-out")
-        out_arg = "-out=" + args[i + 1] if i + 1 < len(args) else None
-    return out_arg
 
 
 def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
@@ -35,10 +28,10 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     session = open_session(inv, env, console)
     tf = session.tf
     args = list(inv.tf_args)
-    out_arg = _out_arg(args)
+    out_arg = plan_out(args)
     with tempfile.TemporaryDirectory(prefix="tfaudit-") as tmp, recorded_run(session, "plan") as run:
         if out_arg:
-            plan_path = out_arg.split("=", 1)[1]
+            plan_path = out_arg
             plan_abs = Path(plan_path) if Path(plan_path).is_absolute() else tf.working_dir / plan_path
             rc = tf.run(["plan", *args], forwarder=run.fwd)
         else:
@@ -53,7 +46,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         plan = load_plan(tf, plan_path)
         plan_sha = sha256_file(plan_abs)
         records.learn_plan_secrets(plan, session.redactor)
-        run.info(plan_sha256=plan_sha, plan_file=out_arg.split("=", 1)[1] if out_arg else None)
+        run.info(plan_sha256=plan_sha, plan_file=out_arg)
         analysis = gates.analyse_run(session, plan)
         rec = run.record("plan.recorded", plan=records.plan_body(plan, plan_sha, session.redactor))
         if analysis.findings:

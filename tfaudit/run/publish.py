@@ -41,7 +41,7 @@ def _deliver(session: Session) -> int:
         return 0
     from tfaudit.sinks.delivery import deliver_after_run
 
-    return deliver_after_run(session.ledger_path, specs, session.config.section("delivery"), session.env,
+    return deliver_after_run(session.outbox_base, specs, session.config.section("delivery"), session.env,
                              session.redactor, session.console.warn)
 
 
@@ -50,5 +50,5 @@ def _anchor(session: Session) -> int:
     (--checkpoints, TFAUDIT_CHECKPOINTS or a checkpoints block; see tfaudit.trail.checkpoints)."""
     from tfaudit.trail.checkpoints import anchor_after_run
 
-    return anchor_after_run(session.ledger_path, session.signer, session.inv.checkpoints, session.env,
+    return anchor_after_run(session.store, session.signer, session.inv.checkpoints, session.env,
                             session.config, lambda m: session.console.warn(session.redactor.scrub(m)))

@@ -79,7 +79,7 @@ class RecordedRun:
         that, a failure leaves it for recovery to finish the run.
         """
         session, tf = self.session, self.session.tf
-        journal = Journal(journal_dir(session.ledger_path), self.run_id)
+        journal = Journal(journal_dir(session.local_dir), self.run_id)
         lock = RunLock(journal)
         lock.acquire(wait=True)
         self._journal = journal

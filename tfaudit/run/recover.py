@@ -65,7 +65,7 @@ def unfinished_runs(store: LedgerStore) -> dict[str, dict[str, Any]]:
 
 def recover(session: Session, *, include_unjournaled: bool = False) -> list[Recovered]:
     """Complete the unfinished runs of the session's ledger that can be completed now."""
-    journals = pending(journal_dir(session.ledger_path))
+    journals = pending(journal_dir(session.local_dir))
     if not journals and not include_unjournaled:
         return []
     open_runs = unfinished_runs(session.store)

@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfaudit.config import Config, load_config
 from tfaudit.errors import UsageError
-from tfaudit.identity.actor import IdentityOptions, collect_actor, detect_ci
-from tfaudit.redact import Redactor
-from tfaudit.terraform.binary import Terraform, detect, find_binary
-from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.trail.store import LedgerStore, open_store
 from tfaudit.ui.console import Console
+
+if TYPE_CHECKING:  # the reading commands resolve their ledger here: signing, identity and terraform load when used
+    from tfaudit.redact import Redactor
+    from tfaudit.terraform.binary import Terraform
+    from tfaudit.trail.signing import Signer
 
 DEFAULT_LEDGER = Path(".tfaudit") / "ledger.jsonl"
 
@@ -55,12 +56,16 @@ class Session:
     console: Console
 
     @property
-    def ledger_path(self) -> Path:
-        """The ledger's local file (the sinks' outbox and checkpoints sit beside it)."""
+    def outbox_base(self) -> Path:
+        """Where delivery keeps its outbox: beside a file ledger (as `tfaudit flush` finds it)."""
+        return self.store.local_path or Path(self.store.url)
+
+    @property
+    def local_dir(self) -> Path:
+        """This machine's directory for the ledger's companions (run journals): beside a file
+        ledger; for a shared store, .tfaudit in terraform's working directory."""
         path = self.store.local_path
-        if path is None:  # a shared store keeps its local companions in the working directory
-            return (self.tf.working_dir / DEFAULT_LEDGER).resolve()
-        return path
+        return path.parent if path is not None else (self.tf.working_dir / DEFAULT_LEDGER).parent.resolve()
 
 
 # --- resolving the ledger, the config and the key ----------------------------------------------
@@ -86,6 +91,8 @@ def resolve_ledger(given: str | None, *, chdir: str | None, config_path: str | N
 
 
 def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console: Console) -> Signer:
+    from tfaudit.trail.signing import default_key_path, generate_keypair, load_signer
+
     explicit = inv.signing_key or env.get("TFAUDIT_SIGNING_KEY")
     if explicit:
         return load_signer(Path(explicit).expanduser())
@@ -107,6 +114,8 @@ def resolve_signer(inv: Invocation, cfg: Config, env: Mapping[str, str], console
 
 def refuse_throwaway_key_in_ci(env: Mapping[str, str]) -> None:
     """A key made on a CI runner dies with the runner: its records could never be verified."""
+    from tfaudit.identity.actor import detect_ci
+
     ci = detect_ci(env)
     if ci is None:
         return
@@ -118,6 +127,8 @@ def refuse_throwaway_key_in_ci(env: Mapping[str, str]) -> None:
 
 
 def _actor(cfg: Config, env: Mapping[str, str], work_dir: Path, redactor: Redactor) -> dict[str, Any]:
+    from tfaudit.identity.actor import IdentityOptions, collect_actor
+
     ident = cfg.identity
     actor = collect_actor(cwd=work_dir, env=env, options=IdentityOptions(
         user=ident.user, git=ident.git, ci=ident.ci, hostname=ident.hostname))
@@ -135,6 +146,8 @@ def _actor(cfg: Config, env: Mapping[str, str], work_dir: Path, redactor: Redact
 
 def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> Session:
     from tfaudit import logs
+    from tfaudit.redact import Redactor
+    from tfaudit.terraform.binary import detect, find_binary
 
     work_dir = work_dir_of(inv.chdir)
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
@@ -150,5 +163,5 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
         from tfaudit.sinks.delivery import prepare
 
-        prepare(session.ledger_path, cfg.section("sink"), cfg.section("delivery"), console.warn)
+        prepare(session.outbox_base, cfg.section("sink"), cfg.section("delivery"), console.warn)
     return session

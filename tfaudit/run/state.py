@@ -17,28 +17,12 @@ from tfaudit.parse.state import State
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
-from tfaudit.terraform.binary import flag_name
+from tfaudit.terraform.args import positionals
 from tfaudit.ui.console import Console
 
 # `tfaudit state SUB`: recorded subcommands, and read-only ones passed through unrecorded.
 RECORDED_STATE_SUBCOMMANDS = ("rm", "mv", "push", "replace-provider")
 READ_ONLY_STATE_SUBCOMMANDS = ("list", "show", "pull", "identities")
-
-
-def _positionals(args: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for a in args:
-        if skip:
-            skip = False
-            continue
-        name = flag_name(a)
-        if name is None:
-            out.append(a)
-        elif name in ("state", "state-out", "backup", "var", "var-file", "lock-timeout", "config",
-                      "provider", "chdir") and "=" not in a:
-            skip = True
-    return out
 
 
 def state_diff(before: State | None, after: State | None, subcommand: str, args: Sequence[str]) -> dict[str, Any]:
@@ -48,7 +32,7 @@ def state_diff(before: State | None, after: State | None, subcommand: str, args:
     appeared = sorted(set(a) - set(b))
     moved: list[dict[str, str]] = []
     if subcommand == "state mv":
-        pos = _positionals(args)
+        pos = positionals(args)
         if len(pos) >= 2:
             src, dst = pos[-2], pos[-1]
             for v in list(vanished):

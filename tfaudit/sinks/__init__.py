@@ -45,7 +45,7 @@ SINK_KINDS: dict[str, str] = {
 
 _COMMON_KEYS = {"types", "min_severity"}
 _KNOWN_TYPES = {"run.started", "resource.changed", "run.finished", "plan.recorded", "drift.detected",
-                "state.changed", "state.out_of_band"}
+                "state.changed", "state.out_of_band", "ledger.repaired"}
 MAX_TIMEOUT_SECONDS = 300.0
 
 

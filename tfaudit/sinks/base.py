@@ -106,7 +106,7 @@ class DeliveryConfig:
 
 @dataclass(frozen=True)
 class Item:
-    """A ledger record as written: parsed, its exact line, and where the line ends in the ledger."""
+    """A ledger record as written: parsed, its exact line, and its position in the ledger (`end_offset`)."""
 
     record: Mapping[str, Any]
     line: bytes

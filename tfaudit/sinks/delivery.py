@@ -13,9 +13,7 @@ so a dead endpoint costs seconds. Whatever still fails stays owed.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,66 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
+from tfaudit.logs import get_logger
 
-from tfaudit.errors import DeliveryError, ExitCode, SinkError, TfauditError
+from tfaudit.errors import DeliveryError, ExitCode, InputError, LedgerNotFound, SinkError, TfauditError
 from tfaudit.redact import Redactor
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
+from tfaudit.trail.store import open_store
 
-log = structlog.get_logger("tfaudit.delivery")
+log = get_logger("tfaudit.delivery")
 
 _JOIN_GRACE_SECONDS = 5.0
 
 
-# --- reading the ledger ------------------------------------------------------------------
+# --- reading the ledger (through its store) ----------------------------------------------------
 def ledger_tail(ledger_path: Path) -> tuple[int, int]:
-    """(seq of the last complete record, byte size) of the ledger; (0, 0) when it does not exist yet."""
-    from tfaudit.trail.ledger import _last_line
-
+    """(seq of the last complete record, that position again) of the ledger; (0, 0) when it does not
+    exist yet. The outbox's `mark_offset` holds a position too: reading resumes from `mark_seq`."""
     try:
-        fd = os.open(ledger_path, os.O_RDONLY)
-    except FileNotFoundError:
-        return 0, 0
-    except OSError as e:
-        raise DeliveryError(f"cannot read the ledger {ledger_path}: {e.strerror}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # appends hold LOCK_EX: never read a half-written tail
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return 0, 0
-        last = _last_line(fd, size)
-    finally:
-        os.close(fd)
-    if last is None:
-        raise DeliveryError(f"the ledger {ledger_path} ends with an incomplete line",
-                            hint="run 'tfaudit verify' on it")
-    try:
-        return int(json.loads(last)["chain"]["seq"]), size
-    except (ValueError, KeyError, TypeError) as e:
-        raise DeliveryError(f"the last line of the ledger {ledger_path} is not a tfaudit record") from e
+        seq = open_store(ledger_path).tail().seq
+    except InputError as e:
+        raise DeliveryError(str(e)) from e
+    return seq, seq
 
 
-def scan(ledger_path: Path, start_offset: int = 0) -> list[Item]:
-    """Complete records from start_offset on (a torn final line is left for verify to report)."""
+def scan(ledger_path: Path, start: int = 1) -> list[Item]:
+    """Complete records from position `start` on (a torn final line is left for verify to report)."""
     items: list[Item] = []
     try:
-        f = ledger_path.open("rb")
-    except FileNotFoundError:
-        return items
-    except OSError as e:
-        raise DeliveryError(f"cannot read the ledger {ledger_path}: {e.strerror}") from e
-    with f:
-        if start_offset > 0:
-            f.seek(start_offset - 1)
-            if f.read(1) != b"\n":  # not a line boundary: the ledger changed under us; read it all
-                start_offset = 0
-            f.seek(start_offset)
-        offset = start_offset
-        for raw in f:
+        for n, raw in open_store(ledger_path).lines(max(1, start)):
             if not raw.endswith(b"\n"):
                 break
-            offset += len(raw)
             line = raw[:-1]
             try:
                 rec = json.loads(line)
@@ -90,7 +59,11 @@ def scan(ledger_path: Path, start_offset: int = 0) -> list[Item]:
                 str(rec["id"])
             except (ValueError, KeyError, TypeError):
                 continue  # not a record: `tfaudit verify` reports it; nothing to deliver
-            items.append(Item(rec, line, offset))
+            items.append(Item(rec, line, n))
+    except LedgerNotFound:
+        return items
+    except InputError as e:
+        raise DeliveryError(str(e)) from e
     return items
 
 
@@ -192,20 +165,20 @@ def prepare(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | 
 class _Window:
     """The ledger records a delivery looks at, and lookups of whole runs for per-run sinks."""
 
-    def __init__(self, ledger_path: Path, start_offset: int) -> None:
+    def __init__(self, ledger_path: Path, start: int) -> None:
         self.ledger_path = ledger_path
-        self.start_offset = start_offset
-        self.items = scan(ledger_path, start_offset)
-        self._full: list[Item] | None = None if start_offset else self.items
+        self.start = start
+        self.items = scan(ledger_path, start)
+        self._full: list[Item] | None = None if start > 1 else self.items
         self._lock = threading.Lock()
 
     def run_items(self, run_id: str) -> list[Item]:
         mine = [it for it in self.items if it.run_id == run_id]
-        if any(it.type in ("run.started", "plan.recorded") for it in mine) or self.start_offset == 0:
+        if any(it.type in ("run.started", "plan.recorded") for it in mine) or self.start <= 1:
             return mine
         with self._lock:  # the run began before the window: read the whole ledger once
             if self._full is None:
-                self._full = scan(self.ledger_path, 0)
+                self._full = scan(self.ledger_path, 1)
         return [it for it in self._full if it.run_id == run_id]
 
 
@@ -227,8 +200,8 @@ def deliver(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | 
             for s in specs:
                 ob.start_backfill(s.id)
         states = {s.id: ob.sink(s.id) for s in specs}
-    start = 0 if any(st is None or st.backfill for st in states.values()) else \
-        min(st.mark_offset for st in states.values() if st is not None)
+    start = 1 if any(st is None or st.backfill for st in states.values()) else \
+        min(st.mark_seq for st in states.values() if st is not None) + 1
     window = _Window(ledger_path, start)
     deadline = time.monotonic() + cfg.deadline_seconds
 
@@ -373,7 +346,7 @@ def status(ledger_path: Path, specs: Sequence[SinkSpec], redactor: Redactor | No
     with Outbox(ledger_path) as ob:
         states = {s.id: ob.sink(s.id) for s in specs}
         known = [st for st in states.values() if st is not None]
-        start = 0 if any(st.backfill for st in known) or not known else min(st.mark_offset for st in known)
+        start = 1 if any(st.backfill for st in known) or not known else min(st.mark_seq for st in known) + 1
         items = scan(ledger_path, start) if known else []
         for spec in specs:
             st = states[spec.id]

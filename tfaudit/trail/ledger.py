@@ -1,9 +1,12 @@
-"""The local ledger: an append-only JSONL file, one signed, hash-chained record per line.
+"""The file store: an append-only JSONL file, one signed, hash-chained record per line.
 
-Appends happen under an exclusive lock on the ledger file and are fsynced before the
-lock is released, so concurrent tfaudit processes on one machine never interleave
-lines or fork the chain. The ledger is never rewritten: a damaged tail is refused,
-not repaired.
+This is the only module that opens a ledger file. Appends happen under an exclusive lock on
+the file and are fsynced before the lock is released, so concurrent tfaudit processes on one
+machine never interleave lines or fork the chain; a batch that cannot be written whole is cut
+back off (the file is truncated to its size before the batch, under the lock), so the ledger is
+exactly as it was. Readers take a shared lock just long enough to fix the size they read up to
+(a snapshot). A torn tail (a power loss mid-write) is refused by appends until
+`tfaudit ledger repair` moves it aside (`tfaudit.trail.repair`).
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tfaudit.errors import InputError, LedgerError
+from tfaudit.errors import InputError, LedgerError, LedgerNotFound
 from tfaudit.schema import validate_record
+from tfaudit.trail import filelines
+from tfaudit.trail.repair import TornTail, digest, quarantine_path
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
 from tfaudit.trail.store import Appended, Tail
-
-_TAIL_CHUNK = 64 * 1024
 
 
 def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer) -> list[Appended]:
@@ -65,18 +69,34 @@ class Ledger:
         return self.path.is_file()
 
     def tail(self) -> Tail:
+        return self.snapshot(missing_ok=True).tail()
+
+    def snapshot(self, *, missing_ok: bool = False) -> FileView:
+        """The ledger as committed now: its size and tail read under a shared lock (appends hold
+        the exclusive one, so a half-written batch is never seen)."""
+        fd = self._open_read(missing_ok)
+        if fd is None:
+            return FileView(self, 0, Tail(0, None))
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return Tail(0, None)
-        except OSError as e:
-            raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
-        try:
-            return self._read_tail(fd)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            size = os.fstat(fd).st_size
+            return FileView(self, size, self._read_tail(fd, size, strict=False))
         finally:
             os.close(fd)
 
-    # -- writing ----------------------------------------------------------------
+    # -- opening ----------------------------------------------------------------
+    def _open_read(self, missing_ok: bool = False) -> int | None:
+        try:
+            return os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise LedgerNotFound(f"ledger {self.path} does not exist",
+                                 hint="check the path, or run a wrapped command first") from None
+        except OSError as e:
+            raise InputError(f"cannot read the ledger {self.path}: {e.strerror}",
+                             hint="check the path and its permissions") from e
+
     def _open_for_append(self) -> int:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,98 +114,104 @@ class Ledger:
                 hint="fix its permissions or choose another path with --ledger",
             ) from e
 
-    def check_writable(self) -> None:
-        """Fail early (before terraform changes anything) when appends would fail."""
+    @contextmanager
+    def locked(self) -> Iterator[int]:
+        """The ledger open for writing under its exclusive lock (appends and repairs)."""
         fd = self._open_for_append()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._read_tail(fd)
+            yield fd
         finally:
             os.close(fd)
 
+    # -- writing ----------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Fail early (before terraform changes anything) when appends would fail."""
+        with self.locked() as fd:
+            self._read_tail(fd, os.fstat(fd).st_size)
+
     def append(self, records: Sequence[Mapping[str, Any]], signer: Signer) -> list[Appended]:
-        """Chain, sign, validate and durably append records, in order, as one locked write."""
+        """Chain, sign, validate and durably append records, in order, as one locked write.
+        All or nothing: a batch that cannot be written whole is cut back off."""
         if not records:
             return []
-        fd = self._open_for_append()
+        with self.locked() as fd:
+            size = os.fstat(fd).st_size
+            out = seal_batch(records, self._read_tail(fd, size), signer)
+            write_whole(fd, self.path, size, b"".join(a.line + b"\n" for a in out))
+            return out
+
+    def cut_torn_tail(self, make_record: Callable[[TornTail, Tail], Mapping[str, Any]],
+                      signer: Signer) -> tuple[TornTail, Appended] | None:
+        """Move the bytes after the last newline into a quarantine file and append the record
+        `make_record` builds for them, under the lock; None when the ledger ends cleanly. The
+        quarantine file is durable before the ledger is cut, so the bytes are never lost."""
+        with self.locked() as fd:
+            size = os.fstat(fd).st_size
+            start = filelines.last_newline_end(fd, size)
+            if start == size:
+                return None
+            torn = os.pread(fd, size - start, start)
+            tail = self._read_tail(fd, start)
+            cut = TornTail(start, size, digest(torn), quarantine_path(self.path, start, size))
+            self._keep(cut.quarantine, torn)
+            sealed = seal_batch([make_record(cut, tail)], tail, signer)
+            try:
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+            except OSError as e:
+                raise LedgerError(f"cannot cut the torn tail of {self.path}: {e.strerror}",
+                                  hint="fix its permissions; the torn bytes are also in " + str(cut.quarantine)) from e
+            write_whole(fd, self.path, start, b"".join(a.line + b"\n" for a in sealed))
+            return cut, sealed[0]
+
+    def _keep(self, path: Path, data: bytes) -> None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            out = seal_batch(records, self._read_tail(fd), signer)
-            data = b"".join(a.line + b"\n" for a in out)
+            qfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 written = 0
                 while written < len(data):
-                    written += os.write(fd, data[written:])
-                os.fsync(fd)
-            except OSError as e:
-                raise LedgerError(f"cannot write the ledger {self.path}: {e.strerror}",
-                                  hint="free disk space or fix permissions; nothing before this run was changed") from e
-            return out
-        finally:
-            os.close(fd)
+                    written += os.write(qfd, data[written:])
+                os.fsync(qfd)
+            finally:
+                os.close(qfd)
+            _fsync_dir(path.parent)
+        except OSError as e:
+            raise LedgerError(f"cannot write the quarantine file {path}: {e.strerror}",
+                              hint="free disk space or fix the directory's permissions; the ledger was not changed") from e
 
-    def _read_tail(self, fd: int) -> Tail:
-        size = os.fstat(fd).st_size
+    def _read_tail(self, fd: int, size: int, *, strict: bool = True) -> Tail:
+        """The tail at `size`. A torn or foreign last line is an error for writers (`strict`); for
+        readers the tail is then the last line that is a record, if any (verify reports the rest)."""
         if size == 0:
             return Tail(0, None)
-        last = _last_line(fd, size)
+        last = filelines.last_line(fd, size)
         if last is None:
+            if not strict:
+                return self._read_tail(fd, filelines.last_newline_end(fd, size))
             raise LedgerError(
                 f"the ledger {self.path} ends with an incomplete line (a crash while writing, or tampering)",
-                hint="run 'tfaudit verify' on it; tfaudit will not append after a damaged tail",
+                hint="run 'tfaudit verify' on it, then 'tfaudit ledger repair' to move the torn bytes aside",
             )
-        try:
-            rec = json.loads(last)
-            seq = int(rec["chain"]["seq"])
-        except (ValueError, KeyError, TypeError) as e:
+        seq = filelines.seq_of(last)
+        if seq is None:
+            if not strict:
+                return Tail(0, None)
             raise LedgerError(
                 f"the last line of the ledger {self.path} is not a tfaudit record",
                 hint="run 'tfaudit verify' on it, or point --ledger at a tfaudit ledger",
-            ) from e
+            )
         return Tail(seq, line_digest(last))
 
     # -- reading ----------------------------------------------------------------
     def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
-        """(line number, raw line as on disk, with its newline) for every line from `start` on;
+        """(position, raw line as on disk, with its newline) for every line from `start` on;
         a final line with no newline is included as it is."""
-        try:
-            f = self.path.open("rb")
-        except FileNotFoundError:
-            raise InputError(f"ledger {self.path} does not exist", hint="check the path, or run a wrapped command first") from None
-        except OSError as e:
-            raise InputError(f"cannot read the ledger {self.path}: {e.strerror}", hint="check the path and its permissions") from e
-        with f:
-            for n, raw in enumerate(f, start=1):
-                if n >= start:
-                    yield n, raw
+        return self.snapshot().lines(start)
 
     def lines_backward(self) -> Iterator[tuple[int, bytes]]:
-        """(line number, raw line as on disk), newest first, reading the file from its end."""
-        n_total = sum(1 for _ in self.lines())
-        n = n_total
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        try:
-            pos = os.fstat(fd).st_size
-            trailing_nl = pos > 0 and os.pread(fd, 1, pos - 1) == b"\n"
-            buf = b""
-            while pos > 0:
-                step = min(_TAIL_CHUNK, pos)
-                pos -= step
-                buf = os.pread(fd, step, pos) + buf
-                parts = buf.split(b"\n")
-                buf = parts[0]
-                for i, part in enumerate(reversed(parts[1:])):
-                    if part:
-                        yield n, part + (b"" if i == 0 and not trailing_nl else b"\n")
-                        n -= 1
-                trailing_nl = True
-            if buf:
-                yield n, buf + (b"\n" if trailing_nl else b"")
-        finally:
-            os.close(fd)
+        """(position, raw line as on disk), newest first, reading the file from its end."""
+        return self.snapshot(missing_ok=True).lines_backward()
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Parsed records, skipping lines that are not JSON (use verify to find those)."""
@@ -196,6 +222,73 @@ class Ledger:
                 continue
             if isinstance(rec, dict):
                 yield rec
+
+
+class FileView:
+    """The file store fixed at a byte size (see `Ledger.snapshot`): reads stop there."""
+
+    def __init__(self, ledger: Ledger, size: int, tail: Tail) -> None:
+        self.ledger, self.size, self._tail = ledger, size, tail
+
+    def tail(self) -> Tail:
+        return self._tail
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            offset, n = 0, 1
+            if start > 1:
+                found = filelines.seek_seq(fd, self.size, start)
+                if found is not None:
+                    offset, n = found, start
+            for raw in filelines.forward(fd, offset, self.size):
+                if n >= start:
+                    yield n, raw
+                n += 1
+        finally:
+            os.close(fd)
+
+    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
+        if self.size == 0:
+            return
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            n = self._last_position(fd)
+            for raw in filelines.backward(fd, self.size):
+                yield n, raw
+                n -= 1
+        finally:
+            os.close(fd)
+
+    def _last_position(self, fd: int) -> int:
+        """The last line's position: from its chain.seq when the ledger ends in a sound record
+        (the common case: no full read), else by counting lines."""
+        end = filelines.last_newline_end(fd, self.size)
+        last = filelines.last_line(fd, end) if end else None
+        seq = filelines.seq_of(last) if last is not None else None
+        if seq is not None and self._tail.seq == seq:
+            return seq + (1 if end < self.size else 0)
+        return sum(1 for _ in filelines.forward(fd, 0, self.size))
+
+
+def write_whole(fd: int, path: Path, size: int, data: bytes) -> None:
+    """Write data at the end of the file (opened O_APPEND, locked, `size` bytes long) and fsync;
+    on any failure cut the file back to `size`, so the ledger is exactly as it was."""
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    except OSError as e:
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError:
+            pass  # the torn bytes stay: appends refuse them and 'tfaudit ledger repair' moves them aside
+        raise LedgerError(f"cannot write the ledger {path}: {e.strerror}; the batch was not written",
+                          hint="free disk space or fix permissions; the ledger is as it was before this batch") from e
 
 
 def _fsync_dir(path: Path) -> None:
@@ -209,21 +302,3 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(dfd)
-
-
-def _last_line(fd: int, size: int) -> bytes | None:
-    """The last complete line (without newline), or None if the file does not end in a newline."""
-    end = size
-    buf = b""
-    pos = size
-    while pos > 0:
-        step = min(_TAIL_CHUNK, pos)
-        pos -= step
-        buf = os.pread(fd, step, pos) + buf
-        if end == size:
-            if not buf.endswith(b"\n"):
-                return None
-        idx = buf.rfind(b"\n", 0, len(buf) - 1)
-        if idx >= 0:
-            return buf[idx + 1 : -1]
-    return buf[:-1]

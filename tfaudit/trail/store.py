@@ -12,9 +12,20 @@ The contract, which every store keeps:
   calls, and none is needed while terraform runs.
 - `lines(start)` reads forward from chain position `start` (1-based), `lines_backward()`
   from the newest line; both yield (position, the exact line bytes as stored, with the
-  trailing newline when the line has one; a torn last line has none).
-- `snapshot()` fixes a consistent view: reading through it never sees lines appended after.
+  trailing newline when the line has one; a torn last line has none). Reading from `start`
+  costs what is read, not what is skipped (a store seeks: the file store searches its lines
+  by `chain.seq`, a database by key), so readers that only want the newest records (the
+  out-of-band check, delivery, anchoring, a CI step's summary) stay O(their records).
+- `snapshot()` fixes a consistent view (a `LedgerView`): its `tail()` and everything read
+  through it stop at the lines that were committed when it was taken, even while others
+  append. Readers that need two answers to agree (a tree size and its root; a tail and the
+  lines before it) read one snapshot.
 - `tail()` is the last position and the digest of its line (what the next record chains to).
+- Errors: a store that does not exist raises `LedgerNotFound` from the reads (exit 64, like any
+  missing input), except that `tail()` of a missing store is `Tail(0, None)` (a new ledger);
+  a store that cannot be read raises `InputError` (64); one that cannot be written (appends,
+  `check_writable`) raises `LedgerError` (exit 4). Stores convert their library's errors
+  (OSError, botocore, psycopg) into these where they enter.
 
 Stores are chosen by URL: a path or `file://` (the file store), `s3://BUCKET/PREFIX`,
 `postgresql://...`. `open_store` imports a store's module only when its scheme is used, so
@@ -24,12 +35,13 @@ the file store never imports boto3 or psycopg.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from tfaudit.errors import UsageError
+from tfaudit.errors import LedgerNotFound, UsageError
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -53,6 +65,23 @@ class Tail:
 
     seq: int
     digest: str | None
+
+
+@runtime_checkable
+class LedgerView(Protocol):
+    """Reading one consistent picture of a trail (what `LedgerStore.snapshot()` returns)."""
+
+    def tail(self) -> Tail:
+        """The newest committed position in this view and its line's digest."""
+        ...
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        """(position, raw line as stored) from position `start` to this view's tail, oldest first."""
+        ...
+
+    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
+        """(position, raw line as stored) from this view's tail back to position 1."""
+        ...
 
 
 @runtime_checkable
@@ -93,10 +122,41 @@ class LedgerStore(Protocol):
         """Parsed records, oldest first, skipping lines that are not JSON objects (verify finds those)."""
         ...
 
+    def snapshot(self) -> LedgerView:
+        """A view fixed at the lines committed now (see the module docstring)."""
+        ...
+
+
+class SeqView:
+    """A snapshot for stores whose positions are chain seqs and whose lines never change once
+    committed (S3, PostgreSQL): the tail is read once, and reads stop at it."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self._tail = store.tail()
+
+    def tail(self) -> Tail:
+        return self._tail
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        if start > self._tail.seq:
+            return
+        for n, raw in self._store.lines(start):
+            if n > self._tail.seq:
+                return
+            yield n, raw
+
+    def lines_backward(self) -> Iterator[tuple[int, bytes]]:
+        for n, raw in self._store.lines_backward():
+            if n <= self._tail.seq:
+                yield n, raw
+
 
 # scheme -> "module:Class"; each class is built with `Class.from_url(url, env)`
 STORES: dict[str, str] = {
     "file": "tfaudit.trail.ledger:Ledger",
+    "s3": "tfaudit.trail.stores.s3:S3Store",
+    "postgresql": "tfaudit.trail.stores.postgres:PostgresStore",
 }
 
 
@@ -119,5 +179,21 @@ def open_store(url: str | Path, env: Mapping[str, str] | None = None) -> LedgerS
         raise UsageError(f"unknown ledger store {text!r}",
                          hint=f"give a file path{', or one of ' + known if known else ''}")
     mod, _, cls = target.partition(":")
-    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, env or {})
+    store: LedgerStore = getattr(importlib.import_module(mod), cls).from_url(text, os.environ if env is None else env)
+    return store
+
+
+def read_lines(ledger: str | Path | LedgerView) -> list[bytes]:
+    """Every line of a ledger (a path, a URL or a snapshot) without its newline, a torn last line
+    included: the Merkle tree's leaves. A missing ledger raises LedgerNotFound (exit 64)."""
+    view = open_store(ledger).snapshot() if isinstance(ledger, (str, Path)) else ledger
+    return [raw[:-1] if raw.endswith(b"\n") else raw for _, raw in view.lines()]
+
+
+def open_existing(url: str | Path, env: Mapping[str, str] | None = None) -> LedgerStore:
+    """The store a reading command was given, which must exist: LedgerNotFound (exit 64) otherwise."""
+    store = open_store(url, env)
+    if not store.exists():
+        raise LedgerNotFound(f"ledger {store.url} does not exist",
+                             hint="check the path (or --ledger), or run a wrapped command first")
     return store

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.trail.ledger import Ledger
 from tfaudit.schema import schema_errors
 from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
+from tfaudit.trail.repair import check_repairs
+from tfaudit.trail.store import LedgerStore, LedgerView, open_store
 
 
 class ProblemKind(str, Enum):
@@ -37,6 +38,7 @@ class ProblemKind(str, Enum):
     UNFINISHED_RUN = "unfinished_run"
     ORPHAN_FINISH = "orphan_finish"
     EMPTY = "empty"
+    REPAIR = "repair"  # a ledger.repaired record whose quarantine file is missing or changed
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,28 @@ class Report:
     runs: int = 0
     last_seq: int = 0
     head: str | None = None  # digest of the last line: pin it elsewhere to detect truncation
+    local_path: Path | None = None  # the file of a file store; None for a shared store
     key_ids: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)  # `tfaudit ledger repair` moved a torn tail aside
+    # per workspace (run.workspace): records, runs, first/last seq, problems on its lines
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
+
+    def count(self, n: int, rec: dict[str, Any]) -> None:
+        run = rec.get("run")
+        ws = str(run.get("workspace")) if isinstance(run, dict) and run.get("workspace") is not None else "(none)"
+        entry = self.workspaces.setdefault(ws, {"records": 0, "runs": 0, "first_seq": n, "last_seq": n, "problems": 0})
+        entry["records"] += 1
+        entry["last_seq"] = n
+        entry["runs"] += rec.get("type") == "run.started"
+        self._line_ws[n] = ws
+
+    def tally_problems(self) -> None:
+        for p in self.problems:
+            ws = self._line_ws.get(p.line) if p.line is not None else None
+            if ws is not None:
+                self.workspaces[ws]["problems"] += 1
 
     @property
     def ok(self) -> bool:
@@ -85,21 +107,27 @@ class Report:
             "head": self.head,
             "key_ids": sorted(self.key_ids),
             "problems": [p.as_dict() for p in self.problems],
+            "workspaces": {ws: {**v, "ok": not v["problems"]} for ws, v in sorted(self.workspaces.items())},
+            "repairs": list(self.repairs),
         }
 
 
-def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
+def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier]) -> Report:
+    """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore)."""
     if not verifiers:
         raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
     by_id = {v.key_id: v for v in verifiers}
-    report = Report(str(path))
+    store = source if isinstance(source, LedgerStore) else open_store(source)
+    report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
+    report.local_path = store.local_path
     expected_seq = 1
     prev_digest: str | None = None
     seen_ids: dict[str, int] = {}
     open_runs: dict[str, int] = {}
     finished_runs: set[str] = set()
 
-    for n, raw in Ledger(path).lines():
+    view = store.snapshot()
+    for n, raw in view.lines():
         report.lines = n
         line = raw[:-1] if raw.endswith(b"\n") else raw
         torn = not raw.endswith(b"\n")
@@ -122,6 +150,7 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
             expected_seq += 1
             continue
         report.records += 1
+        report.count(n, rec)
 
         for err in schema_errors(rec)[:3]:
             report.add(n, ProblemKind.SCHEMA, f"schema: {err}")
@@ -175,8 +204,29 @@ def verify_ledger(path: Path, verifiers: Sequence[Verifier]) -> Report:
                    f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
     if report.lines == 0:
         report.add(None, ProblemKind.EMPTY, "the ledger is empty")
+    check_repairs_step(store, view, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
+    report.tally_problems()
     return report
+
+
+def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
+    """A step of its own after the line checks: each `ledger.repaired` record is reported as a repair,
+    and its quarantine file must still hold the bytes it names (tfaudit.trail.repair)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for n, raw in view.lines():
+        if b'"type":"ledger.repaired"' not in raw:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue  # the line checks reported it
+        if isinstance(rec, dict):
+            found.append((n, rec))
+    for seen in check_repairs(store, found):
+        report.repairs.append(seen.describe())
+        if seen.problem:
+            report.add(seen.line, ProblemKind.REPAIR, seen.problem)
 
 
 def _check_signature(n: int, rec: dict[str, Any], by_id: dict[str, Verifier], report: Report) -> None:

@@ -1,0 +1,1 @@
+"""Shared ledger stores (S3, PostgreSQL): many machines append to one trail (see tfaudit.trail.store)."""
