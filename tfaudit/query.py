@@ -348,6 +348,7 @@ class Change:
     after: Mapping[str, Any] | None
     error: Mapping[str, Any] | None
     findings: tuple[Mapping[str, Any], ...] = ()
+    out_of_band: bool = False  # seen in the state, made outside tfaudit: no actor, no attribute paths
 
     def as_dict(self) -> dict[str, Any]:
         ci = self.actor_block.get("ci") if isinstance(self.actor_block.get("ci"), Mapping) else None
@@ -358,6 +359,7 @@ class Change:
             "previous_address": self.previous_address, "action": self.action, "actions": list(self.actions),
             "status": self.status, "run_status": self.run_status, "changed_paths": list(self.changed_paths),
             "before": self.before, "after": self.after, "error": self.error, "findings": list(self.findings),
+            "out_of_band": self.out_of_band,
         }
 
 
@@ -371,27 +373,14 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
     changes: list[Change] = []
     run_status: dict[str, str] = {}
     for source, rec in iter_records(paths, progress, env):
-        run = _obj(rec, "run")
-        rid = str(run.get("id", ""))
-        if rec.get("type") == "run.finished":
-            outcome = _obj(rec, "outcome")
-            run_status[rid] = str(outcome.get("status", "?"))
-            continue
-        if rec.get("type") != "resource.changed":
-            continue
-        res = _obj(rec, "resource")
-        actor = _obj(rec, "actor")
-        chain = _obj(rec, "chain")
-        changes.append(Change(
-            time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
-            ledger=source, run_id=rid, command=str(run.get("command", "?")),
-            workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
-            actor=str(actor.get("user", "?")), actor_block=actor, address=str(res.get("address", "")),
-            previous_address=res.get("previous_address") or None, action=str(res.get("action", "?")),
-            actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
-            changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
-            error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
-        ))
+        rid = str(_obj(rec, "run").get("id", ""))
+        rtype = rec.get("type")
+        if rtype == "run.finished":
+            run_status[rid] = str(_obj(rec, "outcome").get("status", "?"))
+        elif rtype == "resource.changed":
+            changes.append(_change(source, rec))
+        elif rtype == "state.out_of_band":
+            changes += out_of_band_changes(source, rec)
     changes.sort(key=lambda c: (c.time, c.seq or 0), reverse=True)
     matches = address_matcher(pattern)
     tracked: set[str] = set()
@@ -402,13 +391,60 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
         out.append(ch)
         if ch.previous_address and ch.previous_address != ch.address:
             tracked.add(ch.previous_address)
-    return [_with_run_status(c, run_status.get(c.run_id, RunStatus.UNFINISHED.value)) for c in out]
+    return [c if c.out_of_band else _with_run_status(c, run_status.get(c.run_id, RunStatus.UNFINISHED.value))
+            for c in out]
+
+
+def _change(source: str, rec: Mapping[str, Any]) -> Change:
+    run = _obj(rec, "run")
+    res = _obj(rec, "resource")
+    actor = _obj(rec, "actor")
+    chain = _obj(rec, "chain")
+    return Change(
+        time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
+        ledger=source, run_id=str(run.get("id", "")), command=str(run.get("command", "?")),
+        workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
+        actor=str(actor.get("user", "?")), actor_block=actor, address=str(res.get("address", "")),
+        previous_address=res.get("previous_address") or None, action=str(res.get("action", "?")),
+        actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
+        changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
+        error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
+    )
+
+
+OUT_OF_BAND_ACTIONS = {"added": "create", "removed": "delete", "changed": "update"}
+
+
+def out_of_band_changes(source: str, rec: Mapping[str, Any]) -> list[Change]:
+    """The resources a state.out_of_band record names as added, removed or changed outside tfaudit.
+
+    Their time is when tfaudit saw the state (the change happened between the record's
+    `expected` state and then); who made them is unknown."""
+    run = _obj(rec, "run")
+    detail = _obj(rec, "detail")
+    chain = _obj(rec, "chain")
+    changed = _obj(detail, "resources")
+    out = []
+    for key, action in OUT_OF_BAND_ACTIONS.items():
+        for address in changed.get(key) or []:
+            out.append(Change(
+                time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
+                ledger=source, run_id=str(run.get("id", "")), command="outside tfaudit",
+                workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
+                actor="(unknown)", actor_block={}, address=str(address), previous_address=None, action=action,
+                actions=(action,), status=RunStatus.OUT_OF_BAND.value, run_status=RunStatus.OUT_OF_BAND.value,
+                changed_paths=(), before=None, after=None, error=None,
+                findings=tuple(f for f in rec.get("findings") or [] if isinstance(f, Mapping)), out_of_band=True))
+    return out
 
 
 def address_matcher(pattern: str) -> Callable[[str], bool]:
-    """`*` and `?` are wildcards; everything else is literal, since addresses use [ ] and quotes."""
-    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z",
-                       re.DOTALL)
+    """`*` and `?` are wildcards; everything else is literal, since addresses use [ ] and quotes.
+
+    As in terraform, an address without an instance key means every instance
+    (`terraform_data.app` matches `terraform_data.app[0]`), and a module address everything in it."""
+    glob = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    regex = re.compile(glob + r"(?:[\[.].*)?\Z", re.DOTALL)
     return lambda address: regex.match(address) is not None
 
 

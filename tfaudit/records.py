@@ -299,10 +299,27 @@ def resource_body(ch: Any, outcome: Outcome, redactor: Redactor) -> dict[str, An
 
 # --- run.finished ------------------------------------------------------------------------------
 def state_ref(state: Any) -> dict[str, Any] | None:
+    """Which state: serial, lineage, sha256, and a compact map address -> digest of every resource
+    instance, so the next out-of-band check names what was added, removed or changed."""
     if state is None:
         return None
-    return {"serial": state.serial, "lineage": state.lineage, "sha256": state.sha256,
-            "resources": len(state.resources)}
+    ref: dict[str, Any] = {"serial": state.serial, "lineage": state.lineage, "sha256": state.sha256,
+                           "resources": len(state.resources)}
+    digests = {r.address: r.digest for r in state.resources if r.deposed is None and getattr(r, "digest", None)}
+    if digests:
+        ref["digests"] = dict(sorted(digests.items()))
+    return ref
+
+
+def state_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
+    """Resources added, removed and changed between two state_refs; None when either lacks digests
+    (a state recorded by an older tfaudit: only serials and counts are known)."""
+    was = (before or {}).get("digests") if before is not None else {}
+    now = (after or {}).get("digests") if after is not None else {}
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping):
+        return None
+    return {"added": sorted(set(now) - set(was)), "removed": sorted(set(was) - set(now)),
+            "changed": sorted(a for a in set(was) & set(now) if was[a] != now[a])}
 
 
 def run_status(counts: Mapping[str, int], exit_code: int, interrupted: bool) -> str:

@@ -27,8 +27,8 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 def analyze(
     ctx: typer.Context,
     plan: Optional[str] = typer.Argument(None, help="Plan JSON ('terraform show -json'), a saved plan file, or - for stdin."),
-    fmt: Any = typer.Option("table", "--format", parser=_choices.output_format, metavar="<str>", help="table, markdown, json or sarif."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", parser=_choices.fail_on, metavar="<str>", help="Exit 5 when a finding at or above this "
+    fmt: Any = typer.Option("table", "--format", parser=_choices.output_format, metavar="FORMAT", help="table, markdown, json or sarif."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", parser=_choices.fail_on, metavar="SEVERITY", help="Exit 5 when a finding at or above this "
                                           "severity exists: low, medium, high or critical (env TFAUDIT_FAIL_ON)."),
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG",
                                          help="Config file with rules and waivers (default: .tfaudit.hcl here)."),

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import typer
 
 from tfaudit import logs
+from tfaudit.cli._metavars import word_metavars
 from tfaudit.errors import ExitCode, TfauditError
 from tfaudit.terraform.args import parse_command_line
 
@@ -18,7 +19,7 @@ app = typer.Typer(
     name="tfaudit",
     help="Signed, hash-chained audit records for every terraform change.\n\n"
     "Use 'tfaudit apply|plan|destroy' in place of terraform's; every other argument goes to terraform unchanged.",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
     rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -69,6 +70,7 @@ for _name in COMMAND_MODULES:
     _commands: typer.Typer = importlib.import_module(_name).commands
     app.registered_commands += _commands.registered_commands
     app.registered_groups += _commands.registered_groups
+word_metavars(app)
 
 
 def _cls(name: str) -> type[Exception]:

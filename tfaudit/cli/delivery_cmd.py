@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
+from tfaudit.cli._ledgers import ReadFormat, format_option, ledger_option
 from tfaudit.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from tfaudit.config import Config
     from tfaudit.sinks import SinkSpec
 
-LedgerOpt = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", help="Ledger file (default: as for apply).")
+LedgerOpt = ledger_option(repeatable=False)
 ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl).")
 SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; repeatable).")
 
@@ -53,8 +54,10 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
           deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=3600,
                                                    help="Seconds per sink (default: delivery.deadline_seconds); "
                                                         "raise it to drain a large backlog in one go."),
-          as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> int:
+          fmt: ReadFormat = format_option(),
+          as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json.")) -> int:
     """Deliver every record still owed to the sinks; exits 4 if some remain pending."""
+    as_json = as_json or fmt is ReadFormat.JSON
     from dataclasses import replace
 
     from tfaudit.redact import Redactor
@@ -86,8 +89,10 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
 @commands.command()
 def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optional[str] = ConfigOpt,
            sink: Optional[List[str]] = SinkOpt,
-           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> int:
+           fmt: ReadFormat = format_option(),
+           as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json.")) -> int:
     """Show, per sink, how many records are delivered and how many wait in the outbox."""
+    as_json = as_json or fmt is ReadFormat.JSON
     from tfaudit.redact import Redactor
     from tfaudit.sinks.delivery import status as sink_status
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
 from typing import Any, List, Optional
 
 import typer
 
 
-class HistoryFormat(str, Enum):
-    TEXT = "text"
-    JSON = "json"
+from tfaudit.cli._ledgers import ReadFormat as HistoryFormat
+from tfaudit.cli._ledgers import format_option, ledger_option
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -25,10 +23,10 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command("history")
 def history_(
-    address: str = typer.Argument(..., help="Resource address, e.g. aws_s3_bucket.logs or 'module.env[\"prod\"].*' (* and ? are wildcards)."),
-    ledger: Optional[List[str]] = typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER",
-                                               help="Ledger file, folder or s3://bucket/prefix (repeatable; default: the config's ledger or .tfaudit/ledger.jsonl)."),
-    fmt: HistoryFormat = typer.Option(HistoryFormat.TEXT, "--format", help="text or json."),
+    address: str = typer.Argument(..., help="Resource address, e.g. aws_s3_bucket.logs or 'module.env[\"prod\"].*' (* and ? are "
+                                  "wildcards; without an index, every instance, as in terraform)."),
+    ledger: Optional[List[str]] = ledger_option(),
+    fmt: HistoryFormat = format_option(),
     values: bool = typer.Option(False, "--values", help="Also show the changed attributes' values before and after (redacted as recorded)."),
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
 ) -> int:
@@ -46,6 +44,10 @@ def history_(
         typer.echo(f"no recorded changes to {address}")
         return 0
     for c in changes:
+        if c.out_of_band:
+            typer.echo(f"{c.time[:19].replace('T', ' ')}Z  OUTSIDE TFAUDIT in {c.workspace}: {c.action} {c.address}  "
+                       f"out_of_band  [seen by run {c.run_id[:8]}; who and which attributes: not recorded]")
+            continue
         what = ", ".join(c.changed_paths[:6]) + (f" (+{len(c.changed_paths) - 6} more)" if len(c.changed_paths) > 6 else "")
         ci = c.actor_block.get("ci") if isinstance(c.actor_block.get("ci"), dict) else None
         via = f" via {ci.get('provider')}" if ci else ""
@@ -62,7 +64,9 @@ def history_(
         if values:
             for key in sorted(set(c.before or {}) | set(c.after or {})):
                 typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}")
-    n_runs = len({c.run_id for c in changes})
-    typer.echo(f"{len(changes)} change(s) in {n_runs} run(s); "
-               f"{sum(c.status == 'failed' for c in changes)} failed")
+    n_runs = len({c.run_id for c in changes if not c.out_of_band})
+    oob = sum(c.out_of_band for c in changes)
+    typer.echo(f"{len(changes) - oob} change(s) in {n_runs} run(s); "
+               f"{sum(c.status == 'failed' for c in changes)} failed"
+               + (f"; {oob} made outside tfaudit" if oob else ""))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from enum import Enum
 from typing import List, Optional
 
 import typer
@@ -12,9 +11,8 @@ import typer
 from tfaudit.errors import UsageError
 
 
-class LogFormat(str, Enum):
-    TEXT = "text"
-    JSON = "json"
+from tfaudit.cli._ledgers import ReadFormat as LogFormat
+from tfaudit.cli._ledgers import format_option, ledger_option
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -22,16 +20,16 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command("log")
 def log_(
-    ledgers: Optional[List[str]] = typer.Argument(
-        None, help="Ledger files, folders of .jsonl files, or s3://bucket/prefix (default: TFAUDIT_LEDGER, "
-                   "the config's ledger, or .tfaudit/ledger.jsonl)."),
+    ledgers: Optional[List[str]] = typer.Argument(None, metavar="[LEDGER]...",
+                                                  help="Same as --ledger (either form; both add up)."),
+    ledger: Optional[List[str]] = ledger_option(),
     since: Optional[str] = typer.Option(None, "--since", help="Only runs at or after this time: 2026-01-31, 2026-01-31T14:00Z, or an age (7d, 12h, 30m)."),
     until: Optional[str] = typer.Option(None, "--until", help="Only runs at or before this time (same forms as --since)."),
     actor: Optional[List[str]] = typer.Option(None, "--actor", help="Only runs by this user (glob; matches user, OS login and git email; repeatable)."),
     workspace: Optional[List[str]] = typer.Option(None, "--workspace", help="Only runs in this workspace (glob; repeatable)."),
     outcome: Optional[List[str]] = typer.Option(None, "--outcome", help="Only runs with this outcome: succeeded, failed, partial, interrupted, blocked, cancelled, planned, unfinished (repeatable, or comma-separated)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many runs (the newest)."),
-    fmt: LogFormat = typer.Option(LogFormat.TEXT, "--format", help="text (one line per run) or json."),
+    fmt: LogFormat = format_option(),
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
 ) -> int:
     """Runs, newest first: time, actor, workspace, command, outcome, counts."""
@@ -49,7 +47,7 @@ def log_(
         until=parse_when(until, "--until") if until else None,
         actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
     with TerminalProgress("reading ledgers") as progress:
-        found = runs(ledger_specs(ledgers, config), filters, progress, env=os.environ)
+        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config), filters, progress, env=os.environ)
     if limit:
         found = found[:limit]
     if fmt is LogFormat.JSON:

@@ -23,7 +23,7 @@ def config_hook(files: Optional[List[str]] = typer.Argument(None, help="Changed 
 @hook_app.command("plan")
 def plan_hook(
     files: Optional[List[str]] = typer.Argument(None, help="Changed files; each affected root module is planned once."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", parser=_choices.fail_on, metavar="<str>", help="Fail when a finding is at least this severe: low, medium, high, critical."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", parser=_choices.fail_on, metavar="SEVERITY", help="Fail when a finding is at least this severe: low, medium, high, critical."),
     record: bool = typer.Option(False, "--record", help="Record a plan.recorded record in each root's ledger (default: plan without recording)."),
     init: bool = typer.Option(True, "--init/--no-init", help="Run 'terraform init' in roots that were never initialized."),
     tf_arg: Optional[List[str]] = typer.Option(None, "--args", help="An argument for terraform plan, e.g. --args=-var-file=dev.tfvars (repeatable)."),

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from tfaudit.cli._ledgers import ReadFormat, format_option, ledger_option
 from tfaudit.errors import ExitCode, UsageError
 
 
@@ -16,11 +17,13 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command()
 def verify(
-    ledger: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Ledger file or store URL (s3://BUCKET/PREFIX, "
-                                           "postgresql://...) to check (optional with --dsse)."),
+    ledger_arg: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Same as --ledger."),
+    ledger_opt: Optional[str] = ledger_option(repeatable=False),
     public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
-                                                    help="Public key(s) the records must be signed with (repeatable, for rotated keys)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                                                    help="Public key(s) the records must be signed with (repeatable, for "
+                                                    "rotated keys); default: the public half of the key tfaudit signs with here."),
+    fmt: ReadFormat = format_option(),
+    as_json: bool = typer.Option(False, "--json", hidden=True, help="Same as --format json."),
     checkpoints: Optional[str] = typer.Option(None, "--checkpoints", metavar="SRC",
                                               help="Also check the ledger against its signed checkpoints in DIR "
                                               "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
@@ -28,14 +31,15 @@ def verify(
                                         "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
 ) -> int:
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
-    if not public_key:
-        raise UsageError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
+    from tfaudit.cli._ledgers import default_public_keys, ledger_specs
     from tfaudit.trail.signing import load_verifier
     from tfaudit.trail.verify import verify_ledger
 
-    verifiers = [load_verifier(p) for p in public_key]
-    if ledger is None and dsse is None:
-        raise UsageError("nothing to verify", hint="give a LEDGER, or --dsse FILE")
+    if ledger_arg and ledger_opt and ledger_arg != ledger_opt:
+        raise UsageError("give the ledger once: as LEDGER or as --ledger")
+    ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None)[0])
+    verifiers = [load_verifier(p) for p in (public_key or default_public_keys())]
+    as_json = as_json or fmt is ReadFormat.JSON
     # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
     from tfaudit.cli.prove_cmd import verify_extras
 

@@ -22,6 +22,7 @@ state terraform wrote, so tfaudit records it as found.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class StateResource:
     provider: str  # as written in the state
     deposed: str | None = None  # deposed object key (create_before_destroy left it behind)
     tainted: bool = False
+    digest: str | None = None  # of the instance's attributes and status: what changed between two states
+
+
+def instance_digest(inst: Mapping[str, Any]) -> str:
+    """A short digest of one instance's attributes and status (v4 state), to name what changed."""
+    body = {"attributes": inst.get("attributes", inst.get("attributes_flat")), "status": inst.get("status")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ def _v4_resources(doc: Mapping[str, Any], source: str) -> Iterator[StateResource
                 provider=provider if isinstance(provider, str) else "",
                 deposed=deposed if isinstance(deposed, str) else None,
                 tainted=inst.get("status") == "tainted",
+                digest=instance_digest(inst),
             )
 
 

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tfaudit.query import Filters, Progress, runs
 from tfaudit.trail.signing import Verifier
+
+if TYPE_CHECKING:
+    from tfaudit.report.model import ReportModel
+    from tfaudit.report.verification import LedgerStatus
+
+
+def build_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,
+                 progress: Progress | None = None, env: Mapping[str, str] | None = None
+                 ) -> tuple[ReportModel, list[LedgerStatus]]:
+    """The report's content and each ledger's verification status (every file a folder holds)."""
+    from tfaudit.query import sources_for
+    from tfaudit.report import model, verification
+
+    found = runs(sources, filters, progress, env)
+    files = [name for name, _ in sources_for(list(sources), env)]
+    return model.build(found), verification.statuses(files, verifiers)
 
 
 def html_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,
                 progress: Progress | None = None, env: Mapping[str, str] | None = None,
                 title: str = "tfaudit report") -> str:
-    from tfaudit.query import sources_for
-    from tfaudit.report import html, model, verification
+    from tfaudit.report import html
 
-    found = runs(sources, filters, progress, env)
-    # verify each file the sources expand to (folders hold many ledgers)
-    files = [name for name, _ in sources_for(list(sources), env)]
-    return html.render(model.build(found), verification.statuses(files, verifiers), title=title)
+    content, statuses = build_report(sources, verifiers, filters=filters, progress=progress, env=env)
+    return html.render(content, statuses, title=title)
 
 
 def write_html_report(out: Path, html_text: str) -> None:

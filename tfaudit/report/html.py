@@ -184,6 +184,27 @@ def _failed(model: ReportModel) -> str:
             f"<tbody>{''.join(rows) or '<tr><td colspan=8 class=muted>no failed resources</td></tr>'}</tbody></table>")
 
 
+def _codes(addresses: Sequence[str], limit: int = 30) -> str:
+    shown = ", ".join(f"<code>{escape(a)}</code>" for a in addresses[:limit])
+    return shown + (f" and {len(addresses) - limit} more" if len(addresses) > limit else "")
+
+
+def _out_of_band(model: ReportModel) -> str:
+    rows = []
+    for e in model.out_of_band[:200]:
+        names = [f"{label}: {_codes(addrs)}" for label, addrs in
+                 (("changed", e.changed), ("deleted", e.removed), ("created", e.added)) if addrs]
+        what = "<br>".join(names) or '<span class="muted">which resources: not known (recorded by an older tfaudit)</span>'
+        rows.append(f"<tr><td>{_t(e.since)} &ndash; {_t(e.time)}</td><td>{escape(e.workspace)}</td>"
+                    f"<td><code>{escape(e.working_dir)}</code></td><td>{what}</td>"
+                    f"<td>{escape('; '.join(e.reasons))}</td><td><code>{escape(e.run_id[:8])}</code></td></tr>")
+    return ('<p class="muted">Changes to the state made without tfaudit (a plain terraform apply, a state edit):'
+            " seen by the next tfaudit run, with which resources changed; who made them and which attributes"
+            ' changed are not in the trail.</p><table id="out-of-band"><thead><tr><th>between</th><th>workspace</th>'
+            "<th>directory</th><th>resources</th><th>what tfaudit saw</th><th>seen by run</th></tr></thead>"
+            f"<tbody>{''.join(rows) or '<tr><td colspan=6 class=muted>none seen</td></tr>'}</tbody></table>")
+
+
 def _runs(runs: Sequence[RunSummary], limit: int = 200) -> str:
     rows = []
     for r in runs[:limit]:
@@ -207,11 +228,15 @@ def render(model: ReportModel, statuses: Sequence[LedgerStatus], *, title: str =
     generated = generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     all_ok = bool(statuses) and all(s.state == "verified" for s in statuses)
     any_bad = any(s.state == "failed" for s in statuses)
+    oob = len(model.out_of_band)
     verdict = ('<span class="ok">every ledger verified</span>' if all_ok else
                '<span class="bad">verification FAILED</span>' if any_bad else
                '<span class="warn">not fully verified</span>')
+    # "verified" covers what tfaudit recorded; say what it could not see
+    verdict += (f' (<span class="warn">{oob} change(s) made outside tfaudit</span>: only their effect on the state'
+                " is known)" if oob else " (changes made outside tfaudit show once a later tfaudit run reads the state)")
     meta = json.dumps({"generator": f"tfaudit {__version__}", "runs": len(runs), "changes": n_changes,
-                       "verified": all_ok})
+                       "verified": all_ok, "out_of_band": oob})
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
@@ -230,6 +255,7 @@ def render(model: ReportModel, statuses: Sequence[LedgerStatus], *, title: str =
 </div>
 <section><h2>Riskiest changes</h2><p class="muted">Score: finding severities, then the action
 (delete, replace, update...), failure, and access- or data-sensitive resource types.</p>{_riskiest(model)}</section>
+<section id="out-of-band-section"><h2>Changed outside tfaudit</h2>{_out_of_band(model)}</section>
 <section><h2>Failed resources</h2>{_failed(model)}</section>
 <section><h2>Runs</h2>{_runs(runs)}</section>
 </main></body></html>

@@ -35,6 +35,37 @@ class Tally:
     other: int
 
 
+@dataclass(frozen=True)
+class OutOfBandEntry:
+    """A state.out_of_band record: what changed outside tfaudit, seen when a later run read the state."""
+
+    time: str
+    workspace: str
+    working_dir: str
+    run_id: str
+    reasons: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    since: str  # when the ledger last saw the state as expected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "since": self.since, "workspace": self.workspace, "working_dir": self.working_dir,
+                "seen_by_run": self.run_id, "reasons": list(self.reasons), "added": list(self.added),
+                "removed": list(self.removed), "changed": list(self.changed)}
+
+
+def out_of_band_entry(run: RunSummary, rec: Mapping[str, Any]) -> OutOfBandEntry:
+    detail = rec.get("detail") if isinstance(rec.get("detail"), Mapping) else {}
+    res = detail.get("resources") if isinstance(detail.get("resources"), Mapping) else {}
+    expected = detail.get("expected") if isinstance(detail.get("expected"), Mapping) else {}
+    seen = expected.get("record") if isinstance(expected.get("record"), Mapping) else {}
+    return OutOfBandEntry(str(rec.get("time", "")), run.workspace, run.working_dir, run.run_id,
+                          tuple(str(r) for r in detail.get("reasons") or []),
+                          *(tuple(str(a) for a in res.get(k) or []) for k in ("added", "removed", "changed")),
+                          since=str(seen.get("time", "")))
+
+
 @dataclass
 class ReportModel:
     runs: list[RunSummary]
@@ -43,6 +74,19 @@ class ReportModel:
     riskiest: list[ScoredChange] = field(default_factory=list)
     failed: list[tuple[RunSummary, Mapping[str, Any]]] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    out_of_band: list[OutOfBandEntry] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"runs": len(self.runs), "changes": sum(len(r.resources) for r in self.runs),
+                "outcomes": dict(self.outcomes),
+                "per_actor": [vars(t) for t in self.per_actor], "per_workspace": [vars(t) for t in self.per_workspace],
+                "riskiest": [{"score": s.score, "reasons": list(s.reasons), "run_id": s.run.run_id, "time": s.run.time,
+                              "actor": s.run.actor, "address": s.resource.get("address"),
+                              "action": s.resource.get("action"), "status": s.resource.get("status")}
+                             for s in self.riskiest],
+                "failed": [{"run_id": r.run_id, "time": r.time, "address": res.get("address"), "error": res.get("error")}
+                           for r, res in self.failed],
+                "out_of_band": [e.as_dict() for e in self.out_of_band]}
 
 
 def score_change(run: RunSummary, res: Mapping[str, Any]) -> ScoredChange:
@@ -88,6 +132,7 @@ def build(runs: list[RunSummary], *, top: int = 15) -> ReportModel:
     scored: list[ScoredChange] = []
     for run in runs:
         model.outcomes[run.status] += 1
+        model.out_of_band += [out_of_band_entry(run, rec) for rec in run.records if rec.get("type") == "state.out_of_band"]
         if run.command == "plan":
             continue  # plans change nothing; they show on the timeline only
         by_actor[run.actor].append(run)
@@ -101,4 +146,5 @@ def build(runs: list[RunSummary], *, top: int = 15) -> ReportModel:
     scored.sort(key=lambda s: (s.score, s.run.time), reverse=True)
     model.riskiest = [s for s in scored if s.score > 0][:top]
     model.failed.sort(key=lambda x: x[0].time, reverse=True)
+    model.out_of_band.sort(key=lambda e: e.time, reverse=True)
     return model

@@ -166,8 +166,12 @@ class OutOfBand:
         return "state changed outside tfaudit: " + "; ".join(self.reasons)
 
     def detail(self) -> dict[str, Any]:
-        return {"expected": self.expected.as_dict(), "observed": dict(self.observed) if self.observed else None,
-                "reasons": list(self.reasons)}
+        out = {"expected": self.expected.as_dict(), "observed": dict(self.observed) if self.observed else None,
+               "reasons": list(self.reasons)}
+        changed = records.state_diff(self.expected.state, self.observed)
+        if changed is not None:  # which resources changed outside tfaudit (history and report list them)
+            out["resources"] = changed
+        return out
 
 
 def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
