@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,22 @@ def test_the_ledger_follows_chdir_for_writing_and_reading_commands(tmp_path: Pat
     assert resolve_ledger(None, chdir="infra", config_path=None, env={"TFAUDIT_LEDGER": "y.jsonl"}).local_path == tmp_path / "y.jsonl"
     (work / ".tfaudit.hcl").write_text('ledger {\n  path = "audit/trail.jsonl"\n}\n')
     assert resolve_ledger(None, chdir="infra", config_path=None, env={}).local_path == work / "audit" / "trail.jsonl"
+
+
+def test_reading_commands_find_the_ledger_of_chdir(tmp_path: Path, run_tfaudit: Any) -> None:
+    from trail_factory import Res, add_run
+
+    from tfaudit.trail.signing import generate_keypair, load_signer
+
+    key, pub = generate_keypair(tmp_path / "k" / "key")
+    add_run(tmp_path / "infra" / ".tfaudit" / "ledger.jsonl", load_signer(key), time="2026-01-01T00:00:00Z",
+            resources=[Res("terraform_data.a")])
+    log = run_tfaudit("-chdir=infra", "log", cwd=tmp_path)
+    assert log.returncode == 0, log.output
+    assert "terraform_data" in log.stdout or "1 succeeded" in log.stdout
+    hist = run_tfaudit("-chdir=infra", "history", "terraform_data.a", cwd=tmp_path)
+    assert hist.returncode == 0 and "terraform_data.a" in hist.stdout, hist.output
+    ok = run_tfaudit("-chdir=infra", "verify", "--public-key", str(pub), cwd=tmp_path)
+    assert ok.returncode == 0, ok.output
+    missing = run_tfaudit("log", cwd=tmp_path)  # no -chdir: there is no ledger here
+    assert missing.returncode == 64 and "no ledger given and none at" in missing.stderr
