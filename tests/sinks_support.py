@@ -31,6 +31,7 @@ class Arrival:
     status: int
     signature_ok: bool | None
     duplicate: bool = False
+    client_port: int = 0  # the sender's port: one per connection it opened
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -45,6 +46,7 @@ class Receiver:
     port: int = 0
     max_skew: int = 300
     fail_first: int = 0  # answer this many requests with 500 (then behave as `mode` says)
+    keep_alive: bool = True  # HTTP/1.1 persistent connections, as real receivers offer
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,6 +61,9 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # answer at once, as production servers do
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -138,7 +143,7 @@ class Receiver:
             if status == 200 and key:
                 dup = key in self._seen
                 self._seen.add(key)
-            self.arrivals.append(Arrival(h.path, headers, body, status, sig_ok, dup))
+            self.arrivals.append(Arrival(h.path, headers, body, status, sig_ok, dup, h.client_address[1]))
         try:
             h.send_response(status)
             if status == 429:

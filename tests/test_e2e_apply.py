@@ -81,7 +81,8 @@ def test_create_update_replace_delete_and_partial_failure(e2e: dict[str, Any], r
     assert res2["terraform_data.updated"]["actions"] == ["update"]
     # output is computed from input, so it is unknown until apply: a changed path too
     assert res2["terraform_data.updated"]["changed_paths"] == ["input.gen", "output"]
-    assert res2["terraform_data.updated"]["after"]["output"] == "(known after apply)"
+    # after apply the record holds the value the state got, not the plan's "(known after apply)"
+    assert res2["terraform_data.updated"]["after"]["output"] == {"gen": 2, "label": "updated-in-place"}
     assert res2["terraform_data.updated"]["before"]["input"]["gen"] == 1
     assert res2["terraform_data.updated"]["after"]["input"]["gen"] == 2
     assert res2["terraform_data.replaced"]["actions"] == ["delete", "create"]

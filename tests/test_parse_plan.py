@@ -300,10 +300,12 @@ def test_real_plan_sensitive_variables_and_outputs(real_plan: Plan) -> None:
     assert real_plan.applyable is True and real_plan.errored is False
 
 
-def test_real_plan_raw_is_read_only(real_plan: Plan) -> None:
-    assert "configuration" in real_plan.raw
+def test_real_plan_raw_is_read_only_and_keeps_only_the_small_members(real_plan: Plan) -> None:
+    assert "variables" in real_plan.raw and "output_changes" in real_plan.raw
+    # the big sections are typed fields or unused: not held for the whole run
+    assert not {"configuration", "prior_state", "planned_values", "resource_changes"} & set(real_plan.raw)
     with pytest.raises(TypeError):
-        real_plan.raw["configuration"] = {}  # type: ignore[index]
+        real_plan.raw["variables"] = {}  # type: ignore[index]
 
 
 def test_parse_plans_of_a_single_document_is_a_list_of_one() -> None:

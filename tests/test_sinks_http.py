@@ -87,6 +87,25 @@ def test_webhook_gets_every_record_signed_with_its_id_as_idempotency_key(world: 
     assert st.pending == 0 and st.delivered_total == len(appended) and st.settled_through_seq == appended[-1].seq
 
 
+def test_webhook_reuses_one_connection_for_a_run_and_copes_with_a_receiver_that_closes(world: World) -> None:
+    cfg = world.config(WEBHOOK)
+    appended = append_run(world.ledger, world.signer, CHANGES * 5)
+    assert world.deliver(cfg).pending == 0
+    got = world.hook.accepted("/ingest")
+    assert len(got) == len(appended)
+    assert len({a.client_port for a in got}) == 1  # one TCP connection, kept alive, for every record
+    # a receiver that closes after every answer (HTTP/1.0) still gets each record exactly once
+    world.hook.stop()
+    world.hook.keep_alive = False
+    world.hook.start()
+    cfg = world.config(WEBHOOK)
+    more = append_run(world.ledger, world.signer, CHANGES)
+    assert world.deliver(cfg).pending == 0
+    late = world.hook.accepted("/ingest")[len(got):]
+    assert [a.headers["Idempotency-Key"] for a in late] == [a.record["id"] for a in more]
+    assert len({a.client_port for a in late}) == len(late)
+
+
 def test_webhook_batch_mode_posts_one_request_per_run(world: World) -> None:
     cfg = world.config(WEBHOOK.replace("}\n", '  mode = "batch"\n  types = ["resource.changed"]\n}\n'))
     first = append_run(world.ledger, world.signer, CHANGES)

@@ -348,6 +348,10 @@ class Change:
     after: Mapping[str, Any] | None
     error: Mapping[str, Any] | None
     findings: tuple[Mapping[str, Any], ...] = ()
+    phases: tuple[Mapping[str, Any], ...] = ()
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    after_source: str | None = None  # "state": after is the object as the state held it after apply
+    planned_after: Mapping[str, Any] = field(default_factory=dict)
     out_of_band: bool = False  # seen in the state, made outside tfaudit: no actor, no attribute paths
 
     def as_dict(self) -> dict[str, Any]:
@@ -359,6 +363,8 @@ class Change:
             "previous_address": self.previous_address, "action": self.action, "actions": list(self.actions),
             "status": self.status, "run_status": self.run_status, "changed_paths": list(self.changed_paths),
             "before": self.before, "after": self.after, "error": self.error, "findings": list(self.findings),
+            "phases": list(self.phases), "evidence": list(self.evidence), "after_source": self.after_source,
+            "planned_after": dict(self.planned_after),
             "out_of_band": self.out_of_band,
         }
 
@@ -373,6 +379,31 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
     changes: list[Change] = []
     run_status: dict[str, str] = {}
     for source, rec in iter_records(paths, progress, env):
+        run = _obj(rec, "run")
+        rid = str(run.get("id", ""))
+        if rec.get("type") == "run.finished":
+            outcome = _obj(rec, "outcome")
+            run_status[rid] = str(outcome.get("status", "?"))
+            continue
+        if rec.get("type") != "resource.changed":
+            continue
+        res = _obj(rec, "resource")
+        actor = _obj(rec, "actor")
+        chain = _obj(rec, "chain")
+        changes.append(Change(
+            time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
+            ledger=source, run_id=rid, command=str(run.get("command", "?")),
+            workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
+            actor=str(actor.get("user", "?")), actor_block=actor, address=str(res.get("address", "")),
+            previous_address=res.get("previous_address") or None, action=str(res.get("action", "?")),
+            actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
+            changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
+            error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
+            phases=tuple(p for p in res.get("phases") or [] if isinstance(p, Mapping)),
+            evidence=tuple(e for e in res.get("evidence") or [] if isinstance(e, Mapping)),
+            after_source=res.get("after_source") if isinstance(res.get("after_source"), str) else None,
+            planned_after=_obj(res, "planned_after"),
+        ))
         rid = str(_obj(rec, "run").get("id", ""))
         rtype = rec.get("type")
         if rtype == "run.finished":

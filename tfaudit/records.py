@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, NewType
 
 from tfaudit import __version__
+from tfaudit.parse.plan import plan_checks
 from tfaudit.redact import Redactor
 
 class Severity(StrEnum):
@@ -207,9 +208,17 @@ def is_recorded_change(ch: Any) -> bool:
     return True
 
 
+def check_body(check: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """One check result ({"address", "kind", "status", "problems"}) with its messages scrubbed."""
+    return {"address": str(check["address"]), "kind": str(check["kind"]), "status": str(check["status"]),
+            "problems": [redactor.scrub(str(m)) for m in check["problems"]]}
+
+
 def plan_body(plan: Any, plan_sha256: str | None, redactor: Redactor) -> dict[str, Any]:
     changes = [ch for ch in plan.resource_changes if is_recorded_change(ch)]
+    checks = [check_body(c, redactor) for c in plan_checks(plan)]
     return {
+        **({"checks": checks} if checks else {}),
         "sha256": plan_sha256,
         "format_version": plan.format_version,
         "errored": bool(plan.errored),
@@ -228,11 +237,53 @@ def plan_body(plan: Any, plan_sha256: str | None, redactor: Redactor) -> dict[st
 
 
 # --- resource.changed ---------------------------------------------------------------------
+class Status(StrEnum):
+    """What a resource's record says happened to it (and to each phase of its change)."""
+
+    SUCCEEDED = "succeeded"  # every phase completed and the state after agrees
+    FAILED = "failed"  # a phase errored, or an error (a condition, a provisioner) names the resource
+    NOT_ATTEMPTED = "not_attempted"  # no phase started
+    INTERRUPTED = "interrupted"  # a phase started and a signal stopped terraform before it finished
+    INCOMPLETE = "incomplete"  # some phases completed, the rest never started (destroyed, not re-created)
+    UNKNOWN = "unknown"  # the events and the state after disagree, or the state could not be read
+    PLANNED = "planned"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of a change: create, update, delete (a replace has two), import, move or forget."""
+
+    action: str
+    status: Status
+    elapsed_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "status": str(self.status), "elapsed_seconds": self.elapsed_seconds}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A fact the status rests on: what the apply events, the state after, a diagnostic or the exit code said."""
+
+    source: str  # events | state | diagnostic | exit_code
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"source": self.source, "detail": self.detail}
+
+
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded | failed | not_attempted | interrupted | planned
+    status: str  # a Status value
     error: Mapping[str, str] | None = None
     elapsed_seconds: float | None = None
+    phases: tuple[Phase, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    # the object as it is in the state after apply (None: not there, or no state was read),
+    # and the paths the state marks sensitive in it; after_source "state" once a state was read
+    after: Mapping[str, Any] | None = None
+    after_sensitive_paths: tuple[tuple[str | int, ...], ...] = ()
+    after_source: str = "plan"
 
 
 def learn_plan_secrets(plan: Any, redactor: Redactor) -> None:
@@ -255,19 +306,71 @@ def learn_plan_secrets(plan: Any, redactor: Redactor) -> None:
                 redactor.learn_masked(ch.get("after"), ch.get("after_sensitive"))
 
 
+def mask_from_paths(value: Any, paths: Iterable[Sequence[str | int]]) -> Any:
+    """A terraform-style sensitivity mask (True where sensitive) over value, from attribute paths."""
+    paths = [tuple(p) for p in paths]
+    if not paths:
+        return None
+    if () in paths:
+        return True
+    if isinstance(value, Mapping):
+        sub = {k: mask_from_paths(v, [p[1:] for p in paths if p[0] == k]) for k, v in value.items()}
+        return {k: m for k, m in sub.items() if m is not None} or None
+    if isinstance(value, list):
+        masks = [mask_from_paths(v, [p[1:] for p in paths if p[0] == i]) for i, v in enumerate(value)]
+        return masks if any(m is not None for m in masks) else None
+    return None
+
+
+def mask_union(a: Any, b: Any) -> Any:
+    """Sensitive where either mask says so."""
+    if a is True or b is True:
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return {k: mask_union(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
+    if isinstance(a, list) and isinstance(b, list):
+        return [mask_union(a[i] if i < len(a) else None, b[i] if i < len(b) else None)
+                for i in range(max(len(a), len(b)))]
+    return a if isinstance(a, (Mapping, list)) else b
+
+
+def _planned_after(ch: Any, tops: list[str], redactor: Redactor) -> dict[str, Any] | None:
+    """The planned values of the changed attributes (unknown ones as UNKNOWN)."""
+    if ch.after is None and not ch.after_unknown:
+        return None
+    return {k: redactor.value(_sub(ch.after, k), _sub(ch.after_sensitive, k), _sub(ch.after_unknown, k))
+            for k in tops
+            if (isinstance(ch.after, Mapping) and k in ch.after) or _sub(ch.after_unknown, k) not in (None, False)}
+
+
+def _real_after(ch: Any, outcome: Outcome, planned: dict[str, Any] | None,
+                redactor: Redactor) -> tuple[Any, Any]:
+    """The object as the state holds it after apply, redacted with the state's sensitive paths and
+    the plan's masks; and the planned values that came out otherwise (None when all came true)."""
+    if outcome.after is None:  # the state holds no such object: the plan is all there is to show
+        return None, planned or None
+    obj = dict(outcome.after)
+    mask = mask_union(mask_from_paths(obj, outcome.after_sensitive_paths), ch.after_sensitive)
+    after_v = redactor.value(obj, mask)
+    differ = {k: v for k, v in (planned or {}).items()
+              if _sub(ch.after_unknown, k) is not True and v != after_v.get(k)}  # unknown: nothing promised
+    return after_v, differ or None
+
+
 def resource_body(ch: Any, outcome: Outcome, redactor: Redactor) -> dict[str, Any]:
     paths = changed_paths(ch.before, ch.after, ch.after_unknown)
     tops = list(dict.fromkeys(_top_key(p) for p in paths))
     before_v: dict[str, Any] | None = None
     after_v: dict[str, Any] | None = None
+    planned_v: dict[str, Any] | None = None
     if ch.before is not None:
         before_v = {k: redactor.value(_sub(ch.before, k), _sub(ch.before_sensitive, k)) for k in tops
                     if isinstance(ch.before, Mapping) and k in ch.before}
-    if ch.after is not None or ch.after_unknown:
-        after_v = {k: redactor.value(_sub(ch.after, k), _sub(ch.after_sensitive, k), _sub(ch.after_unknown, k))
-                   for k in tops
-                   if (isinstance(ch.after, Mapping) and k in ch.after)
-                   or _sub(ch.after_unknown, k) not in (None, False)}
+    source = outcome.after_source
+    if source == "state":
+        after_v, planned_v = _real_after(ch, outcome, _planned_after(ch, tops, redactor), redactor)
+    else:
+        after_v = _planned_after(ch, tops, redactor)
     error = None
     if outcome.error:
         error = {"summary": redactor.scrub(str(outcome.error.get("summary", ""))),
@@ -287,13 +390,17 @@ def resource_body(ch: Any, outcome: Outcome, redactor: Redactor) -> dict[str, An
         "action": next(iter(word)),
         "action_reason": ch.action_reason,
         "importing": dict(ch.importing) if ch.importing else None,
-        "status": outcome.status,
+        "status": str(outcome.status),
+        "phases": [p.as_dict() for p in outcome.phases],
+        "evidence": [{"source": e.source, "detail": redactor.scrub(e.detail)} for e in outcome.evidence],
         "error": error,
         "elapsed_seconds": outcome.elapsed_seconds,
         "changed_paths": paths[:MAX_CHANGED_PATHS],
         "changed_paths_truncated": len(paths) > MAX_CHANGED_PATHS,
         "before": before_v,
         "after": after_v,
+        "after_source": source,
+        **({"planned_after": planned_v} if planned_v else {}),
     }
 
 
@@ -325,14 +432,16 @@ def state_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 def run_status(counts: Mapping[str, int], exit_code: int, interrupted: bool) -> str:
     if interrupted:
         return "interrupted"
-    if exit_code == 0 and not counts.get("failed"):
+    unsettled = sum(n for k, n in counts.items() if k not in ("succeeded", "not_attempted"))
+    if exit_code == 0 and not unsettled:
         return "succeeded"
     return "partial" if counts.get("succeeded") else "failed"
 
 
 def outcome_body(*, status: str, exit_code: int, counts: Mapping[str, int], state_before: Any, state_after: Any,
                  errors: Sequence[Mapping[str, str]] = (), reason: str | None = None,
-                 duration_seconds: float | None = None) -> dict[str, Any]:
+                 duration_seconds: float | None = None,
+                 failed_checks: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     full = {"succeeded": 0, "failed": 0, "not_attempted": 0, **counts}
     body: dict[str, Any] = {
         "status": status,
@@ -342,6 +451,8 @@ def outcome_body(*, status: str, exit_code: int, counts: Mapping[str, int], stat
         "errors": [dict(e) for e in errors],
         "reason": reason,
     }
+    if failed_checks:
+        body["failed_checks"] = [dict(c) for c in failed_checks]
     if duration_seconds is not None:
         body["duration_seconds"] = round(duration_seconds, 3)
     return body

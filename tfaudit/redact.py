@@ -44,12 +44,19 @@ DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
     # digit or / or +, so hex digests (git shas) and ordinary words are left alone.
     r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[0-9/+])"
     r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)",
     r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",  # Slack tokens
     r"\bglpat-[A-Za-z0-9_-]{20,}\b",  # GitLab tokens
     r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",  # credentials inside URLs
+    # a JSON credential's secret members, e.g. "private_key_id": "...", "client_secret": "..."
+    r'"[A-Za-z0-9_-]*(?:secret|passw(?:or)?d|token|private_key|api_?key|access_?key)[A-Za-z0-9_-]*"'
+    r'\s*:\s*"(?:[^"\\]|\\.)*"',
 )
+
+# A private key block split over lines: everything between these is a secret.
+_BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_BLOCK_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 # Sensitive values shorter than this are not scrubbed out of free text: "1" or "true"
 # would mangle every message, and such short values are not secrets worth hiding there.
@@ -171,6 +178,50 @@ class Redactor:
             else:
                 out.append(self.scrub(a))
         return out
+
+
+class LineScrubber:
+    """Scrubs text that arrives a line at a time (provisioner output, terraform's progress), hiding a
+    private key block whole: once a line opens one, every later line of the same stream is hidden
+    until the line that closes it. Streams are told apart by a key (resource and provisioner)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._open: set[str] = set()
+
+    def line(self, text: str, key: str = "") -> str:
+        out: list[str] = []
+        for part in text.split("\n"):
+            out.append(self._one(part, key))
+        return "\n".join(out)
+
+    def _one(self, text: str, key: str) -> str:
+        if key in self._open:
+            end = _BLOCK_END.search(text)
+            if end is None:
+                return _keep_prefix(text) + REDACTED
+            self._open.discard(key)
+            return _keep_prefix(text) + REDACTED + self._one(text[end.end():], key)
+        begin = _BLOCK_BEGIN.search(text)
+        if begin is not None and _BLOCK_END.search(text, begin.end()) is None:
+            self._open.add(key)
+        return self._redactor.scrub(text)
+
+    def scrub_alone(self, text: str) -> str:
+        """Scrub text that is no part of a line stream (the open blocks are left as they are)."""
+        return self._redactor.scrub(text)
+
+    def __call__(self, text: str) -> str:
+        return self.line(text)
+
+
+_PREFIX = re.compile(r"^[^:\n]*: \([a-z-]+\): ")  # "aws_instance.web (remote-exec): " and the like
+
+
+def _keep_prefix(text: str) -> str:
+    """Keep terraform's "ADDRESS: (PROVISIONER): " prefix on a hidden line, so the output stays readable."""
+    m = _PREFIX.match(text)
+    return m.group(0) if m else ""
 
 
 def _hide_var(assignment: str) -> str:

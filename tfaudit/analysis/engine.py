@@ -15,7 +15,7 @@ from tfaudit import __version__
 from tfaudit.analysis import builtin
 from tfaudit.analysis.model import SEVERITIES, Effect, Finding, RuleInfo, Severity, Waived, sort_key
 from tfaudit.analysis.policy import Policy
-from tfaudit.parse.plan import Plan, ResourceChange, parse_plans
+from tfaudit.parse.plan import Plan, ResourceChange, parse_plans, plan_checks
 
 REPORT_SCHEMA = "tfaudit.analysis/v1"
 ACTION_ORDER = ("create", "update", "replace", "delete", "forget", "import", "move", "read", "no-op")
@@ -65,6 +65,19 @@ class Analyzer:
             if f is not None:
                 out.append(f)
         return out
+
+    def plan_findings(self, plan: Plan) -> list[Finding]:
+        """Findings about the plan as a whole: it errored; a check or condition fails."""
+        out: list[Finding | None] = []
+        if plan.errored:
+            out.append(self.finding("plan.errored", None, "terraform could not finish this plan (\"errored\": true): "
+                                    "its changes are incomplete and it cannot be applied"))
+        for c in plan_checks(plan):
+            if c["status"] in ("fail", "error"):
+                what = "errors" if c["status"] == "error" else "fails"
+                problems = "; ".join(c["problems"]) or "no message"
+                out.append(self.finding("check.failed", c["address"], f"{c['kind']} {what}: {problems}"))
+        return [f for f in out if f is not None]
 
     def policy_findings(self) -> list[Finding]:
         """Findings about the configuration itself: expired waivers."""
@@ -144,7 +157,9 @@ class AnalysisReport:
         self.drift.append({"address": d.address, "actions": list(d.actions),
                            "changed_paths": changed_paths(d.before, d.after, d.after_unknown)[:50]})
 
-    def add_plan_shell(self, plan: Plan, source: str) -> None:
+    def add_plan_shell(self, plan: Plan, source: str, analyzer: Analyzer | None = None) -> None:
+        if analyzer is not None:
+            self.findings.extend(analyzer.plan_findings(plan))
         self.plans += 1
         if source not in self.sources:
             self.sources.append(source)
@@ -198,7 +213,7 @@ class AnalysisReport:
 def analyse_plan(plan: Plan, analyzer: Analyzer, report: AnalysisReport | None = None, source: str = "<plan>") -> AnalysisReport:
     """Analyse an already-parsed plan (what tfaudit apply/plan have in hand)."""
     report = report or AnalysisReport()
-    report.add_plan_shell(plan, source)
+    report.add_plan_shell(plan, source, analyzer)
     for ch in plan.resource_changes:
         report.add_change(ch, analyzer)
     for d in plan.resource_drift:
@@ -245,7 +260,7 @@ def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> A
     finally:
         if gc_was_enabled:
             gc.enable()
-    report.add_plan_shell(shell, source)
+    report.add_plan_shell(shell, source, analyzer)
     return report.finish(analyzer.policy_findings())
 
 

@@ -36,11 +36,12 @@ _raw_decode = json.JSONDecoder().raw_decode
 STREAMED = ("resource_changes", "resource_drift")
 # Members stepped through without being kept, and the nested keys whose containers are
 # walked rather than decoded whole (their leaves are single resources or modules).
-SKIPPED = frozenset({"planned_values", "prior_state", "configuration", "checks", "relevant_attributes"})
+SKIPPED = frozenset({"planned_values", "prior_state", "configuration", "relevant_attributes"})
 _WALK = frozenset({"planned_values", "prior_state", "configuration", "values", "root_module", "child_modules",
-                   "module_calls", "module", "resources", "checks", "relevant_attributes"})
+                   "module_calls", "module", "resources", "relevant_attributes"})
 # Placeholders that keep a skipped member's presence visible to the plan sniffer.
-_PLACEHOLDER: dict[str, Any] = {"planned_values": {}, "prior_state": {}, "configuration": {}, "checks": [],
+# `checks` is kept whole: one small entry per checked object, read by the failing-check rule.
+_PLACEHOLDER: dict[str, Any] = {"planned_values": {}, "prior_state": {}, "configuration": {},
                                 "relevant_attributes": []}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any, List, Optional
 
 import typer
@@ -11,6 +12,8 @@ import typer
 
 from tfaudit.cli._ledgers import ReadFormat as HistoryFormat
 from tfaudit.cli._ledgers import format_option, ledger_option
+
+_FINE = ("succeeded", "not_attempted", "planned")  # statuses shown as they are; the others shout
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -53,21 +56,26 @@ def history_(
         ci = c.actor_block.get("ci") if isinstance(c.actor_block.get("ci"), dict) else None
         via = f" via {ci.get('provider')}" if ci else ""
         line = (f"{c.time[:19].replace('T', ' ')}Z  {c.actor}{via}  {c.command} in {c.workspace}: "
-                f"{c.action} {c.address}  {c.status.upper() if c.status == 'failed' else c.status}")
+                f"{c.action} {c.address}  {c.status if c.status in _FINE else c.status.upper()}")
         if c.previous_address and c.previous_address != c.address:
             line += f"  (moved from {c.previous_address})"
         typer.echo(line + f"  [run {c.run_id[:8]}]")
         if what:
             typer.echo(f"    changed: {what}")
+        if c.phases and (len(c.phases) > 1 or c.status not in _FINE):
+            typer.echo("    phases: " + ", ".join(f"{p.get('action')} {p.get('status')}" for p in c.phases))
         if c.error:
             typer.echo(f"    error: {c.error.get('summary', '')}" +
                        (f": {str(c.error.get('detail', '')).splitlines()[0][:200]}" if c.error.get("detail") else ""))
         if values:
             for key in sorted(set(c.before or {}) | set(c.after or {})):
-                typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}")
+                typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}"
+                           + (f"  (planned {_short(c.planned_after[key])})" if key in c.planned_after else ""))
     n_runs = len({c.run_id for c in changes if not c.out_of_band})
     oob = sum(c.out_of_band for c in changes)
     typer.echo(f"{len(changes) - oob} change(s) in {n_runs} run(s); "
                f"{sum(c.status == 'failed' for c in changes)} failed"
+               + "".join(f", {n} {s}" for s, n in sorted(Counter(c.status for c in changes if not c.out_of_band).items())
+                         if s not in (*_FINE, "failed"))
                + (f"; {oob} made outside tfaudit" if oob else ""))
     return 0

@@ -39,6 +39,7 @@ class Diagnostic:
     address: str | None  # the resource instance the diagnostic is about, when terraform knows it
     filename: str | None  # range.filename
     line: int | None  # range.start.line
+    context: str | None = None  # snippet.context, e.g. 'resource "aws_s3_bucket" "logs"'
 
     @property
     def is_error(self) -> bool:
@@ -70,6 +71,17 @@ class OutcomeStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Operation:
+    """One operation terraform started (or finished) on an address, in stream order."""
+
+    action: str  # create, update, delete, replace, ...
+    done: bool  # apply_complete or apply_errored arrived
+    errored: bool
+    elapsed_seconds: float | None = None
+    id_value: str | None = None  # the object id the start or the completion named
+
+
+@dataclass(frozen=True)
 class ResourceOutcome:
     address: str
     status: OutcomeStatus
@@ -80,6 +92,7 @@ class ResourceOutcome:
     id_key: str | None
     id_value: str | None
     provisioner_errors: tuple[str, ...]  # provisioners that errored (fatal or on_failure = continue)
+    operations: tuple[Operation, ...] = ()
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -111,6 +124,7 @@ def _diagnostic(obj: Any) -> Diagnostic | None:
     rng = rng if isinstance(rng, dict) else {}
     start = rng.get("start")
     line = start.get("line") if isinstance(start, dict) else None
+    snippet = obj.get("snippet")
     return Diagnostic(
         # Fail closed: a diagnostic that does not say how bad it is counts as an error.
         severity=_str(obj.get("severity")) or "error",
@@ -119,6 +133,7 @@ def _diagnostic(obj: Any) -> Diagnostic | None:
         address=_str(obj.get("address")) or None,
         filename=_str(rng.get("filename")),
         line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+        context=_str(snippet.get("context")) if isinstance(snippet, dict) else None,
     )
 
 
@@ -231,6 +246,8 @@ class _Operation:
     action: str
     done: bool = False
     errored: bool = False
+    elapsed: float | None = None
+    id_value: str | None = None
 
 
 @dataclass
@@ -294,7 +311,7 @@ class ApplyTracker:
             self._track(event.address).planned_action = event.action
         elif kind == _APPLY_START:
             track = self._track(event.address)
-            track.operations.append(_Operation(event.action or ""))
+            track.operations.append(_Operation(event.action or "", id_value=event.id_value))
             track.id_key, track.id_value = event.id_key or track.id_key, event.id_value or track.id_value
         elif kind in _APPLY_DONE:
             track = self._track(event.address)
@@ -302,8 +319,10 @@ class ApplyTracker:
             op.done, op.errored = True, kind == "apply_errored"
             if event.elapsed_seconds is not None:
                 track.elapsed = (track.elapsed or 0.0) + event.elapsed_seconds
+                op.elapsed = event.elapsed_seconds
             if event.id_value:
                 track.id_key, track.id_value = event.id_key, event.id_value
+                op.id_value = event.id_value
         elif kind == "provision_errored":
             self._track(event.address).provisioner_errors.append(event.provisioner or "")
 
@@ -341,6 +360,7 @@ class ApplyTracker:
             id_key=track.id_key,
             id_value=track.id_value,
             provisioner_errors=tuple(track.provisioner_errors),
+            operations=tuple(Operation(op.action, op.done, op.errored, op.elapsed, op.id_value) for op in ops),
         )
 
     def outcomes(self) -> dict[str, ResourceOutcome]:
@@ -367,6 +387,6 @@ class ApplyTracker:
 
 
 __all__ = [
-    "ApplyTracker", "ChangeSummary", "Diagnostic", "Event", "OutcomeStatus", "ResourceOutcome",
+    "ApplyTracker", "ChangeSummary", "Diagnostic", "Event", "Operation", "OutcomeStatus", "ResourceOutcome",
     "event_from_message", "load_stream", "parse_event_line", "parse_stream",
 ]

@@ -128,7 +128,9 @@ class Plan:
     timestamp: str | None
     sensitive_variables: frozenset[str]  # root variables declared `sensitive = true`
     variable_names: frozenset[str]  # declared in configuration or given in `variables`
-    raw: Mapping[str, Any]  # the parsed document, for rules that need configuration/prior_state
+    # The document's small top-level members (variables, output_changes, ...). The big ones
+    # (RAW_DROPPED) are not kept: a 100,000-change plan would hold them through the whole apply.
+    raw: Mapping[str, Any]
 
     @property
     def changes(self) -> tuple[ResourceChange, ...]:
@@ -323,6 +325,11 @@ def _not_a_plan(doc: Any, source: str) -> PlanError:
     return PlanError(f"{source}: looks like {DESCRIPTIONS[kind]}, not a plan", hint=HINT)
 
 
+# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw.
+RAW_DROPPED = frozenset({"resource_changes", "resource_drift", "planned_values", "prior_state", "configuration",
+                         "relevant_attributes", "checks"})
+
+
 def _plan(doc: Any, source: str) -> Plan:
     if not isinstance(doc, dict) or sniff(doc) != "plan":
         raise _not_a_plan(doc, source)
@@ -349,7 +356,7 @@ def _plan(doc: Any, source: str) -> Plan:
         timestamp=timestamp if isinstance(timestamp, str) else None,
         sensitive_variables=sensitive,
         variable_names=names,
-        raw=MappingProxyType(doc),
+        raw=MappingProxyType({k: v for k, v in doc.items() if k not in RAW_DROPPED}),
     )
 
 
@@ -385,6 +392,30 @@ def load_plans(path: str | Path) -> list[Plan]:
     return parse_plans(_read(path), source=str(path))
 
 
+def plan_checks(plan: Plan) -> tuple[Mapping[str, Any], ...]:
+    """The plan's `checks` (check blocks, pre/postconditions, variable validations, output
+    conditions), one entry per checked object: {"address", "kind", "status", "problems"}.
+    status is terraform's: pass, fail, error, or unknown (decided only at apply)."""
+    raw = plan.raw.get("checks") if isinstance(plan.raw, Mapping) else None
+    out: list[Mapping[str, Any]] = []
+    for check in raw if isinstance(raw, list) else ():
+        if not isinstance(check, dict):
+            continue
+        addr: dict[str, Any] = check["address"] if isinstance(check.get("address"), dict) else {}
+        kind = addr.get("kind") if isinstance(addr.get("kind"), str) else "unknown"
+        instances = [i for i in check.get("instances") or [] if isinstance(i, dict)] or [
+            {"address": addr, "status": check.get("status")}]
+        for inst in instances:
+            iaddr: dict[str, Any] = inst["address"] if isinstance(inst.get("address"), dict) else {}
+            problems = [pr.get("message") for pr in inst.get("problems") or [] if isinstance(pr, dict)]
+            out.append(MappingProxyType({
+                "address": str(iaddr.get("to_display") or addr.get("to_display") or "?"), "kind": kind,
+                "status": str(inst.get("status") or check.get("status") or "unknown"),
+                "problems": tuple(m for m in problems if isinstance(m, str)),
+            }))
+    return tuple(out)
+
+
 # For streaming readers (tfaudit.analysis.stream) that decode a plan piece by piece.
 def resource_change_from_json(obj: Any, where: str, source: str = "<plan>") -> ResourceChange:
     """One resource_changes/resource_drift element, validated exactly as parse_plan validates it."""
@@ -398,5 +429,6 @@ def plan_from_document(doc: Any, source: str = "<plan>") -> Plan:
 
 __all__ = [
     "KNOWN_ACTIONS", "ChangeAction", "OutputChange", "Plan", "ResourceChange",
-    "load_plan", "load_plans", "parse_plan", "parse_plans", "plan_from_document", "resource_change_from_json",
+    "load_plan", "load_plans", "parse_plan", "parse_plans", "plan_checks", "plan_from_document",
+    "resource_change_from_json",
 ]

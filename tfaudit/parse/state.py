@@ -25,8 +25,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tfaudit.errors import StateError
@@ -49,6 +50,10 @@ class StateResource:
     deposed: str | None = None  # deposed object key (create_before_destroy left it behind)
     tainted: bool = False
     digest: str | None = None  # of the instance's attributes and status: what changed between two states
+    # The object's attribute values (v4 and show -json; None for legacy states) and the paths
+    # terraform marks sensitive in it, each a tuple of attribute names and indexes.
+    attributes: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    sensitive_paths: tuple[tuple[str | int, ...], ...] = field(default=(), compare=False, repr=False)
 
 
 def instance_digest(inst: Mapping[str, Any]) -> str:
@@ -67,10 +72,76 @@ class State:
     resources: tuple[StateResource, ...]  # one per instance (and per deposed object)
     outputs: tuple[str, ...]  # root module output names, sorted
     format_version: str | None = None  # set only for `terraform show -json` output
+    # check_results (v4): one per checkable object, {"address", "kind", "status", "problems"}
+    checks: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def addresses(self) -> frozenset[str]:
         return frozenset(r.address for r in self.resources if r.deposed is None)
+
+    def objects(self, address: str) -> tuple[StateResource, ...]:
+        """Every object at an instance address: the current one first, then deposed ones."""
+        found = [r for r in self.resources if r.address == address]
+        return tuple(sorted(found, key=lambda r: r.deposed is not None))
+
+
+def _path_step(step: Any) -> str | int | None:
+    """One step of a v4 sensitive_attributes path: {"type": "get_attr", "value": "password"}
+    or {"type": "index", "value": {"value": 0, "type": "number"}}."""
+    if not isinstance(step, dict):
+        return None
+    value = step.get("value")
+    if step.get("type") == "get_attr" and isinstance(value, str):
+        return value
+    if step.get("type") == "index" and isinstance(value, dict):
+        key = value.get("value")
+        if isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
+            return key
+    return None
+
+
+def _sensitive_paths(raw: Any) -> tuple[tuple[str | int, ...], ...]:
+    paths: list[tuple[str | int, ...]] = []
+    for path in raw if isinstance(raw, list) else ():
+        known: list[str | int] = []
+        for step in path if isinstance(path, list) else [None]:
+            key = _path_step(step)
+            if key is None:  # a step we cannot read hides everything below the part we could
+                break
+            known.append(key)
+        paths.append(tuple(known))
+    return tuple(paths)
+
+
+def _show_json_sensitive(mask: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """`sensitive_values` of `terraform show -json` (a mask shaped like the value) as paths."""
+    if mask is True:
+        return [prefix]
+    if isinstance(mask, dict):
+        return [p for k, m in mask.items() for p in _show_json_sensitive(m, (*prefix, k))]
+    if isinstance(mask, list):
+        return [p for i, m in enumerate(mask) for p in _show_json_sensitive(m, (*prefix, i))]
+    return []
+
+
+def _checks(raw: Any) -> tuple[Mapping[str, Any], ...]:
+    """v4 `check_results`, one entry per checked object (the config's own entry when it has none)."""
+    out: list[Mapping[str, Any]] = []
+    for res in raw if isinstance(raw, list) else ():
+        if not isinstance(res, dict):
+            continue
+        kind = res.get("object_kind") if isinstance(res.get("object_kind"), str) else "unknown"
+        objects = [o for o in res.get("objects") or [] if isinstance(o, dict)]
+        if not objects:
+            objects = [{"object_addr": res.get("config_addr"), "status": res.get("status")}]
+        for obj in objects:
+            msgs = obj.get("failure_messages")
+            out.append(MappingProxyType({
+                "address": str(obj.get("object_addr") or res.get("config_addr") or "?"), "kind": kind,
+                "status": str(obj.get("status") or "unknown"),
+                "problems": tuple(m for m in msgs if isinstance(m, str)) if isinstance(msgs, list) else (),
+            }))
+    return tuple(out)
 
 
 
@@ -116,8 +187,14 @@ def _v4_resources(doc: Mapping[str, Any], source: str) -> Iterator[StateResource
                 provider=provider if isinstance(provider, str) else "",
                 deposed=deposed if isinstance(deposed, str) else None,
                 tainted=inst.get("status") == "tainted",
+                attributes=_attributes(inst.get("attributes")),
+                sensitive_paths=_sensitive_paths(inst.get("sensitive_attributes")),
                 digest=instance_digest(inst),
             )
+
+
+def _attributes(value: Any) -> Mapping[str, Any] | None:
+    return MappingProxyType(value) if isinstance(value, dict) else None
 
 
 def _legacy_resources(doc: Mapping[str, Any], source: str) -> tuple[list[StateResource], list[str]]:
@@ -176,6 +253,8 @@ def _show_json_resources(module: Mapping[str, Any], source: str) -> Iterator[Sta
             provider=provider if isinstance(provider, str) else "",
             deposed=deposed if isinstance(deposed, str) else None,
             tainted=res.get("tainted") is True,
+            attributes=_attributes(res.get("values")),
+            sensitive_paths=tuple(_show_json_sensitive(res.get("sensitive_values"))),
         )
     for child in module.get("child_modules") or []:
         if isinstance(child, dict):
@@ -227,6 +306,7 @@ def _state(doc: Any, sha256: str, source: str) -> State:
         sha256=sha256,
         resources=tuple(resources),
         outputs=tuple(sorted(output_names)),
+        checks=_checks(doc.get("check_results")) if version == 4 else (),
     )
 
 

@@ -18,9 +18,10 @@ from typing import Any
 from tfaudit import records
 from tfaudit.errors import ExitCode, PolicyError, UsageError
 from tfaudit.parse.events import ApplyTracker, parse_event_line
-from tfaudit.parse.plan import Plan, ResourceChange, parse_plan
+from tfaudit.parse.plan import Plan, ResourceChange, parse_plan, plan_checks
 from tfaudit.parse.state import State
-from tfaudit.run import gates
+from tfaudit.redact import LineScrubber
+from tfaudit.run import gates, outcomes
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
@@ -28,7 +29,7 @@ from tfaudit.terraform.args import SplitArgs, split_args
 from tfaudit.terraform.binary import Terraform, sha256_file
 from tfaudit.ui.console import Console
 from tfaudit.ui.saved_plan import SavedPlanNote
-from tfaudit.ui.stream import StreamRenderer
+from tfaudit.ui.stream import StreamRenderer, redact_json_line
 
 
 def load_plan(tf: Terraform, plan_path: str) -> Plan:
@@ -107,15 +108,16 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
         run.append([started], applied=False)
         tracker = ApplyTracker()
         rc = _stream_apply(run, split, step, tracker, journal.stream)
-        return _finish(run, changes, tracker, rc, gate.analysis)
+        return _finish(run, plan, changes, tracker, rc, gate.analysis)
 
 
 def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: ApplyTracker, journal: Path) -> int:
     """terraform apply -json into the journal, which is followed: events tracked, rendered as terraform
     would print them (or passed on with -json). terraform carries on if tfaudit dies."""
     console = run.session.console
+    lines = LineScrubber(run.session.redactor)  # a private key printed over many lines is hidden whole
     renderer = StreamRenderer(console.out, console.err, run.session.redactor.scrub,
-                              destroy=run.command == "destroy")
+                              destroy=run.command == "destroy", lines=lines)
 
     def on_line(raw: bytes) -> None:
         event = parse_event_line(raw)
@@ -123,7 +125,7 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
             return
         tracker.feed(event)
         if split.json:
-            console.out.write(raw.decode("utf-8", "replace"))
+            console.out.write(redact_json_line(raw, lines))
             console.out.flush()
         else:
             renderer.render(event.raw if event.type != "text" else event.message)
@@ -137,48 +139,32 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
 
 def resource_outcomes(tracker: ApplyTracker, changes: Sequence[ResourceChange], rc: int, interrupted: bool,
                       state_after: State | None) -> list[records.Outcome]:
-    """Each planned change's outcome, from the apply's event stream (and the state after it)."""
-    del state_after  # the event stream alone decides, for now
-    return [_resource_outcome(tracker, ch, rc, interrupted) for ch in changes]
+    """Each planned change's outcome: its phases from the event stream, checked against the state
+    after (tfaudit.run.outcomes)."""
+    return outcomes.resolve(changes, tracker, exit_code=rc, interrupted=interrupted, state_after=state_after)
 
 
-def _resource_outcome(tracker: ApplyTracker, ch: ResourceChange, rc: int, interrupted: bool) -> records.Outcome:
-    res = tracker.outcome(ch.address)
-    status: str = str(res.status)
-    if status == "started":
-        status = "interrupted" if interrupted else "failed"
-    if status == "not_attempted" and tuple(ch.actions) in (("forget",), ("no-op",)) and rc == 0:
-        # forget, import-only and move-only changes emit no apply hooks; a clean apply did them.
-        status = "succeeded"
-    error = None
-    if status == "failed":
-        if res.errors:
-            d = res.errors[0]
-            error = {"summary": d.summary, "detail": d.detail}
-        else:
-            error = {"summary": "terraform stopped before this resource finished", "detail": ""}
-    return records.Outcome(status, error, res.elapsed_seconds)
-
-
-def _finish(run: RecordedRun, changes: Sequence[ResourceChange], tracker: ApplyTracker, rc: int,
+def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tracker: ApplyTracker, rc: int,
             analysis: gates.RunAnalysis) -> int:
     """The closing records: one resource.changed per planned change, then run.finished."""
     session = run.session
     interrupted = run.interrupted
     state_after = load_state(session.tf)
-    recs: list[dict[str, Any]] = []
-    counts = {"succeeded": 0, "failed": 0, "not_attempted": 0, "interrupted": 0}
-    for ch, outcome in zip(changes, resource_outcomes(tracker, changes, rc, interrupted, state_after)):
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        recs.append(run.record("resource.changed", resource={
-            **records.resource_body(ch, outcome, session.redactor), **analysis.resource_findings(ch.address)}))
+    results = resource_outcomes(tracker, changes, rc, interrupted, state_after)
+    recs: list[dict[str, Any]] = [
+        run.record("resource.changed", resource={**records.resource_body(ch, outcome, session.redactor),
+                                                 **analysis.resource_findings(ch.address)})
+        for ch, outcome in zip(changes, results)]
+    counts = outcomes.counts(results)
     status = records.run_status(counts, rc, interrupted)
     errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
               for d in tracker.errors_without_address]
     recs.append(run.record("run.finished", outcome=records.outcome_body(
         status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
         state_before=run.state_before, state_after=state_after, errors=errors,
-        reason="interrupted by signal" if interrupted else None, duration_seconds=run.elapsed())))
+        reason="interrupted by signal" if interrupted else None, duration_seconds=run.elapsed(),
+        failed_checks=[records.check_body(c, session.redactor) for c in
+                       outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = run.publish(recs, applied=True)
     if interrupted:
         return int(ExitCode.INTERRUPTED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from tfaudit import __version__
 
@@ -92,21 +93,16 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+    """One POST on a connection of its own (through a proxy when the environment names one)."""
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return Response(resp.status, resp.read(65536), dict(resp.headers.items()))
     except urllib.error.HTTPError as e:
-        status = e.code
         detail = e.read(300).decode("utf-8", "replace").strip() if e.fp else ""
         e.close()
-        if 300 <= status < 400:
-            raise HttpFailure(f"HTTP {status} redirect refused (point the URL at the final address)", retryable=False,
-                              status=status) from None
-        msg = f"HTTP {status}" + (f": {detail[:200]}" if detail else "")
-        raise HttpFailure(msg, retryable=status in _RETRY_STATUS, status=status,
-                          retry_after=_retry_after(e.headers.get("Retry-After") if e.headers else None)) from None
+        raise _status_failure(e.code, detail, e.headers.get("Retry-After") if e.headers else None) from None
     except urllib.error.URLError as e:
         reason = e.reason
         if isinstance(reason, (socket.timeout, TimeoutError)):
@@ -119,10 +115,95 @@ def post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float)
         raise HttpFailure(f"connection failed: {type(e).__name__}: {e}", retryable=True) from None
 
 
+def _status_failure(status: int, detail: str, retry_after: str | None) -> HttpFailure:
+    if 300 <= status < 400:
+        return HttpFailure(f"HTTP {status} redirect refused (point the URL at the final address)", retryable=False,
+                           status=status)
+    msg = f"HTTP {status}" + (f": {detail[:200]}" if detail else "")
+    return HttpFailure(msg, retryable=status in _RETRY_STATUS, status=status, retry_after=_retry_after(retry_after))
+
+
+def _proxied(parts: SplitResult) -> bool:
+    proxies = urllib.request.getproxies()
+    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc)
+
+
+class Connection:
+    """A keep-alive connection for one sink's POSTs during one delivery (one TCP and TLS handshake,
+    not one per record). Not shared between threads. Redirects are never followed."""
+
+    def __init__(self) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        self._origin: tuple[str, str, int | None] | None = None
+        self._proxied: dict[str, bool] = {}  # per scheme://host: the proxy settings are read once
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def _open(self, parts: SplitResult, timeout: float) -> http.client.HTTPConnection:
+        self.close()
+        host = parts.hostname or ""
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        try:
+            conn.connect()
+        except (TimeoutError, socket.timeout):
+            raise HttpFailure(f"timed out after {timeout:g}s", retryable=True) from None
+        except OSError as e:
+            raise HttpFailure(f"cannot connect: {e.strerror or e}", retryable=True) from None
+        if conn.sock is not None:  # headers and body go out as two writes: no Nagle wait between them
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn, self._origin = conn, (parts.scheme, host, parts.port)
+        return conn
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxied:
+            self._proxied[origin] = _proxied(parts)
+        if self._proxied[origin]:
+            return post_once(url, body, headers, timeout)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        hdrs = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+        for _ in range(2):
+            reused = self._conn is not None and self._origin == (parts.scheme, parts.hostname or "", parts.port)
+            conn = self._conn if reused and self._conn is not None else self._open(parts, timeout)
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request("POST", target, body=body, headers=hdrs)
+                resp = conn.getresponse()
+                data = resp.read(65536)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                self.close()
+                if reused:
+                    continue  # the server had closed the idle connection: once more on a new one
+                raise HttpFailure(f"connection failed: {type(e).__name__}: {e}", retryable=True) from None
+            except (TimeoutError, socket.timeout):
+                self.close()
+                raise HttpFailure(f"timed out after {timeout:g}s", retryable=True) from None
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                raise HttpFailure(f"connection failed: {type(e).__name__}: {e}", retryable=True) from None
+            if resp.will_close or not resp.isclosed():  # closing, or a body too long to drain: not reusable
+                self.close()
+            if resp.status >= 300:
+                raise _status_failure(resp.status, data[:300].decode("utf-8", "replace").strip(),
+                                      resp.getheader("Retry-After"))
+            return Response(resp.status, data, dict(resp.getheaders()))
+        raise AssertionError("unreachable")  # pragma: no cover - the second pass opens a new connection
+
+
 def post(url: str, body: bytes, headers: Mapping[str, str] | Any, *, timeout: float, max_attempts: int,
-         deadline: float) -> Response:
+         deadline: float, connection: Connection | None = None) -> Response:
     """POST with bounded retries. `headers` may be a callable returning fresh headers per attempt
-    (the webhook signature carries the attempt's timestamp). Raises HttpFailure when it gives up."""
+    (the webhook signature carries the attempt's timestamp); `connection` is kept alive across
+    calls. Raises HttpFailure when it gives up."""
     from tenacity import (
         RetryCallState,
         Retrying,
@@ -159,7 +240,9 @@ def post(url: str, body: bytes, headers: Mapping[str, str] | Any, *, timeout: fl
             if left <= 0:
                 raise HttpFailure("delivery deadline reached", retryable=True)
             hdrs = headers() if callable(headers) else headers
-            return post_once(url, body, hdrs, min(timeout, max(left, 0.1)))
+            if connection is None:
+                return post_once(url, body, hdrs, min(timeout, max(left, 0.1)))
+            return connection.post(url, body, hdrs, min(timeout, max(left, 0.1)))
     raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
 
 

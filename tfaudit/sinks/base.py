@@ -142,8 +142,15 @@ def encode(item: Item, fmt: str) -> bytes:
 class Batch:
     """What one sink is asked to deliver now, and where it reports what happened.
 
-    `ok`/`fail` are thread-safe and write through to the outbox immediately.
+    `ok`/`fail` are thread-safe. Failures write through to the outbox at once; successes are
+    written in groups (every ACK_GROUP records or ACK_SECONDS, and at `flush`): one durable
+    outbox commit per record cost more than the POST itself. A crash before a group is written
+    leaves those records in doubt, and the next delivery asks the sink (`confirm`) or re-sends
+    them with the same idempotency key, as for any crash mid-send.
     """
+
+    ACK_GROUP = 256
+    ACK_SECONDS = 0.25
 
     def __init__(self, items: Sequence[Item], *, deadline: float, redactor: Redactor,
                  on_ok: Callable[[Sequence[Item]], None], on_fail: Callable[[Sequence[Item], str], None],
@@ -158,6 +165,8 @@ class Batch:
         self._lock = threading.Lock()
         self.done: set[str] = set()
         self.errors: dict[str, str] = {}
+        self._acked: list[Item] = []
+        self._acked_since = time.monotonic()
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -169,10 +178,23 @@ class Batch:
 
     def ok(self, items: Sequence[Item]) -> None:
         with self._lock:
-            self._on_ok(items)
+            self._acked.extend(items)
             for it in items:
                 self.done.add(it.id)
                 self.errors.pop(it.id, None)
+            if len(self._acked) >= self.ACK_GROUP or time.monotonic() - self._acked_since >= self.ACK_SECONDS:
+                self._write_acks()
+
+    def flush(self) -> None:
+        """Write the successes not written yet (the delivery calls it when the sink returns)."""
+        with self._lock:
+            self._write_acks()
+
+    def _write_acks(self) -> None:
+        acked, self._acked = self._acked, []
+        self._acked_since = time.monotonic()
+        if acked:
+            self._on_ok(acked)
 
     def fail(self, items: Sequence[Item], error: str) -> None:
         error = self.redactor.scrub(error)[:500]

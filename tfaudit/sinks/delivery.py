@@ -292,6 +292,8 @@ def _send_owed(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapp
             except Exception as e:  # noqa: BLE001 - see _deliver_one; record the failure per record
                 log.exception("delivery.internal_error", sink=spec.id)
                 batch.fail(batch.pending(), f"internal error in the {spec.kind} sink: {type(e).__name__}: {e}")
+            finally:
+                batch.flush()
             unreported = [it for it in batch.pending() if it.id not in batch.errors]
             if unreported:
                 batch.fail(unreported, "not sent before the delivery deadline")

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from tfaudit.redact import Redactor
-from tfaudit.sinks._http import check_url, post, send_units
+from tfaudit.sinks._http import Connection, check_url, post, send_units
 from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, req_str, secret_from_env
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec, encode
 
@@ -50,6 +50,7 @@ class WebhookSink:
         self.mode: str = spec.settings.get("mode", "record")
         self.secret = secret
         self.max_attempts = max_attempts
+        self.connection = Connection()  # kept alive for the whole batch
 
     @classmethod
     def parse_settings(cls, err: Err, body: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
@@ -77,7 +78,7 @@ class WebhookSink:
                     "Idempotency-Key": key, **extra}
 
         post(self.url, body, headers, timeout=self.spec.timeout_seconds, max_attempts=self.max_attempts,
-             deadline=batch.deadline)
+             deadline=batch.deadline, connection=self.connection)
 
     def send(self, batch: Batch) -> None:
         if self.mode == "batch":
@@ -103,7 +104,10 @@ class WebhookSink:
                 if cloudevents:
                     extra["Content-Type"] = "application/cloudevents+json; charset=utf-8"
             sends.append((unit, partial(self._post, body, key, batch, extra)))
-        send_units(batch, sends, "POST")
+        try:
+            send_units(batch, sends, "POST")
+        finally:
+            self.connection.close()
 
     def confirm(self, items: Sequence[Item]) -> set[str]:
         return set()  # re-sent with the same Idempotency-Key: the receiver drops duplicates

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -105,13 +106,26 @@ class Terraform:
         return name or "default"
 
 
+_ANSI_TEXT = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_error_line(stderr: str) -> str:
-    for line in stderr.splitlines():
-        line = line.strip(" │╷╵\t")
+    """terraform's first error in its own words, colour codes stripped: the summary and the detail
+    below it, rejoined into one line (e.g. "Couldn't show local plan: Plan read error: plan file
+    was created by Terraform 1.7.3, but this is 1.11.4; ...")."""
+    lines = [ln.strip(" │╷╵\t") for ln in _ANSI_TEXT.sub("", stderr).splitlines()]
+    for i, line in enumerate(lines):
         if line.startswith("Error:"):
-            return line[:300]
-    lines = [ln.strip(" │╷╵\t") for ln in stderr.splitlines() if ln.strip(" │╷╵\t")]
-    return (lines[0] if lines else "no output")[:300]
+            summary = line[len("Error:"):].strip()
+            detail: list[str] = []
+            for more in lines[i + 1:]:
+                if more.startswith(("Error:", "Warning:")):
+                    break
+                if more:
+                    detail.append(more)
+            return (f"{summary}: {' '.join(detail)}" if detail else summary)[:500]
+    text = [ln for ln in lines if ln]
+    return (text[0] if text else "no output")[:300]
 
 
 def find_binary(explicit: str | None, env: Mapping[str, str]) -> tuple[str, str]:

@@ -10,6 +10,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from tfaudit.redact import LineScrubber
+
 _QUIET = frozenset({"version", "planned_change", "resource_drift", "apply_progress_quiet"})
 
 
@@ -65,23 +67,72 @@ def _outputs_text(outputs: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stream_key(msg: Mapping[str, Any]) -> str:
+    """Which resource's provisioner a progress line belongs to (lines of parallel resources interleave)."""
+    hook = msg.get("hook")
+    if not isinstance(hook, Mapping):
+        return ""
+    resource = hook.get("resource")
+    addr = resource.get("addr") if isinstance(resource, Mapping) else None
+    return f"{addr}\x00{hook.get('provisioner') or ''}"
+
+
+def _scrub_strings(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, Mapping):
+        return {k: _scrub_strings(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, scrub) for v in value]
+    return value
+
+
+def redact_json_line(raw: bytes, lines: LineScrubber) -> str:
+    """One `-json` stream line for the user's terminal: unchanged unless a string in it holds a
+    secret (or a line of an open private key block), then re-encoded with those strings hidden."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return lines.line(text.rstrip("\n"), "text") + "\n"
+    if not isinstance(msg, dict):
+        return lines.line(text.rstrip("\n"), "text") + "\n"
+    key = _stream_key(msg)
+    clean = _scrub_strings(msg, lines.scrub_alone)
+    # the printed line and the provisioner's output are where a key block arrives line by line
+    if isinstance(msg.get("@message"), str):
+        clean["@message"] = lines.line(msg["@message"], key)
+    hook = msg.get("hook")
+    if isinstance(hook, dict) and isinstance(hook.get("output"), str):
+        clean["hook"]["output"] = lines.line(hook["output"], key + "\x00output")
+    return text if clean == msg else json.dumps(clean, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 class StreamRenderer:
-    """Feed it raw stream lines (parsed JSON objects or text); it writes readable output."""
+    """Feed it raw stream lines (parsed JSON objects or text); it writes readable output.
+
+    `lines` scrubs output that arrives a line at a time (provisioners print one event per line), so a
+    private key printed over many lines is hidden whole; without it each line is scrubbed alone.
+    """
 
     def __init__(self, out: TextIO, err: TextIO, scrub: Callable[[str], str] = lambda s: s, *,
-                 destroy: bool = False) -> None:
+                 destroy: bool = False, lines: LineScrubber | None = None) -> None:
         self.destroy = destroy
         self.out = out
         self.err = err
         self.scrub = scrub
+        self.lines = lines
+
+    def _line(self, text: str, key: str) -> str:
+        return self.lines.line(text, key) if self.lines is not None else self.scrub(text)
 
     def _w(self, stream: TextIO, text: str) -> None:
         stream.write(text + "\n")
         stream.flush()
 
     def render(self, msg: Mapping[str, Any] | str) -> None:
-        if isinstance(msg, str):
-            self._w(self.out, msg.rstrip("\n"))
+        if isinstance(msg, str):  # not JSON: terraform's crash output and the like
+            self._w(self.out, self._line(msg.rstrip("\n"), "text"))
             return
         mtype = str(msg.get("type", ""))
         if mtype in _QUIET:
@@ -104,4 +155,4 @@ class StreamRenderer:
         else:
             text = str(msg.get("@message", "")).rstrip("\n")
             if text:
-                self._w(self.out, self.scrub(text))
+                self._w(self.out, self._line(text, _stream_key(msg)))

@@ -80,4 +80,10 @@ RULES.update({r.id: r for r in (
              "The state moved without an audit record: terraform apply, state rm or state push ran outside tfaudit."),
     RuleInfo("waiver.expired", S.MEDIUM, "policy", "Waiver expired",
              "A waiver past its expiry date no longer silences its finding; renew or remove it."),
+    RuleInfo("check.failed", S.MEDIUM, "checks", "Check or condition failing",
+             "A check block, precondition, postcondition or output condition evaluates false (or errors): "
+             "terraform only warns about a check block, so the assumption it guards no longer holds."),
+    RuleInfo("plan.errored", S.HIGH, "plan", "The plan errored",
+             "terraform could not finish planning: the changes listed are incomplete and the plan cannot be "
+             "applied; an analysis of it can miss what the full plan would do."),
 )})
