@@ -35,8 +35,10 @@ def test_verify_needs_a_key_and_an_existing_ledger(tmp_path: Path, run_tfaudit: 
 
 
 def test_usage_errors_exit_64(run_tfaudit: Callable[..., CliResult]) -> None:
-    r = run_tfaudit("no-such-command")
-    assert r.returncode == 64 and "tfaudit: error:" in r.stderr
+    r = run_tfaudit("verfy")  # a typo of one of tfaudit's own commands (anything else is terraform's to answer)
+    assert r.returncode == 64 and "tfaudit: error: No such command 'verfy'. Did you mean 'verify'?" in r.stderr
+    r1 = run_tfaudit("log", "--limt", "3")
+    assert r1.returncode == 64 and "tfaudit: error:" in r1.stderr and "--limit" in r1.stderr
     r2 = run_tfaudit("--log-format", "xml", "verify")
     assert r2.returncode == 64
 

@@ -103,3 +103,48 @@ def test_shell_completion_completes_commands(run_tfaudit: Callable[..., CliResul
     res = run_tfaudit(env={"_TFAUDIT_COMPLETE": "complete_bash", "COMP_WORDS": "tfaudit hist", "COMP_CWORD": "1"})
     assert res.stdout.split() == ["history"]
     assert "--install-completion" in run_tfaudit("--help").stdout
+
+
+def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (as a person sees it); returns what it drew there."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tfaudit", *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=120) == 0, out
+    os.close(master)
+    return out.decode("utf-8", "replace")
+
+
+def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path, base_env: dict[str, str]) -> None:
+    key, pub = generate_keypair(tmp_path / "k" / "key")
+    ledger = tmp_path / "big.jsonl"
+    signer = load_signer(key)
+    for i in range(300):
+        add_run(ledger, signer, time=f"2026-11-01T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z",
+                resources=[Res(f"terraform_data.r{i}[{j}]", "update") for j in range(3)])
+    assert ledger.stat().st_size > 256 * 1024
+    drawn = _on_a_terminal(["verify", "--ledger", str(ledger), "--public-key", str(pub)], tmp_path, base_env)
+    assert "verifying [" in drawn and "100.0%" in drawn
+    drawn = _on_a_terminal(["export", str(ledger), "--format", "ocsf", "-o", str(tmp_path / "x.jsonl")], tmp_path, base_env)
+    assert "exporting [" in drawn and "100.0%" in drawn
+    drawn = _on_a_terminal(["report", "--ledger", str(ledger), "--public-key", str(pub), "--html",
+                            str(tmp_path / "r.html")], tmp_path, base_env)
+    frames = [f for f in drawn.split("\r") if "reading ledgers [" in f]
+    percents = [float(f.split("%")[0].split()[-1]) for f in frames]
+    # one bar for reading and verifying: it does not reach 100% before the verification pass is done
+    assert percents[-1] == 100.0 and any(50 <= p < 100 for p in percents), percents

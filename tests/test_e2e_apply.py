@@ -337,7 +337,7 @@ def test_sigterm_is_forwarded_and_recorded_as_interrupted(tf_workdir: Callable[[
     time.sleep(1.0)  # let terraform start the slow provisioner
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 1, out + err  # as terraform exits when interrupted
     recs = read_ledger(ledger)
     fin = _by_type(recs, "run.finished")[-1]
     assert fin["outcome"]["status"] == "interrupted"

@@ -77,7 +77,7 @@ def test_help_imports_no_implementation(tmp_path: Path, path: tuple[str, ...]) -
 
 
 def test_usage_error_imports_no_implementation(tmp_path: Path) -> None:
-    rc, modules = imported(tmp_path, "no-such-command")
+    rc, modules = imported(tmp_path, "verfy")  # a typo of tfaudit's own (other commands are terraform's)
     assert rc == 64
     assert denied(modules, tuple(d for d in HELP_DENY if d != "tfaudit.redact")) == []  # the message is scrubbed
 

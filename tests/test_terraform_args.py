@@ -79,9 +79,9 @@ def test_one_table_of_value_flags_serves_every_command() -> None:
 
 
 def test_global_options_come_out_before_the_command() -> None:
-    line = parse_command_line(["-v", "-chdir=infra", "apply", "--log-format", "json", "-v", "--verbose"])
-    assert (line.chdir, line.log_format, line.verbosity) == ("infra", "json", 2)
-    assert line.args == ["apply", "-v"]  # after the command, -v is terraform's
+    line = parse_command_line(["-chdir=infra", "apply", "--log-format", "json", "-v", "--verbose"])
+    assert (line.chdir, line.log_format, line.verbosity) == ("infra", "json", 1)
+    assert line.args == ["apply", "-v"]
 
 
 TAIL = (b"\x1b[0m\n\nSaved the plan to: /tmp/tfaudit-x/tfaudit.tfplan\n\nTo perform exactly these actions, "
@@ -135,3 +135,54 @@ def test_a_prompt_after_a_rule_is_never_held_back() -> None:
     f = SavedPlanNote("terraform", replace_with_note=False)
     shown = f.feed(RULE + b"\nvar.region\n  Enter a value: ")
     assert shown.endswith(b"  Enter a value: ") and "─".encode() in shown
+
+
+@pytest.mark.parametrize(("argv", "handler"), [
+    (["apply", "-auto-approve"], "tfaudit"), (["state", "mv", "a", "b"], "tfaudit"), (["verify", "l"], "tfaudit"),
+    (["init"], "terraform"), (["state", "list"], "terraform"), (["state", "-state=x", "rm", "a"], "tfaudit"),
+    (["apply", "-help"], "terraform"), (["apply", "--help"], "tfaudit"), (["state", "--help"], "tfaudit"),
+    (["version"], "version"), (["-v"], "version"), (["-help"], "help"), (["--help"], "tfaudit"),
+    (["verfy"], "tfaudit"), (["nonsense"], "terraform"), (["-chdir", "x", "plan"], "terraform"),
+])
+def test_route_sends_each_command_to_who_answers_it(argv: list[str], handler: str) -> None:
+    from tfaudit.cli.app import _own_commands
+    from tfaudit.terraform.args import route
+
+    assert route(parse_command_line(argv), _own_commands()).handler == handler
+
+
+def test_a_missing_chdir_is_terraforms_to_report(tmp_path: Path) -> None:
+    from tfaudit.cli.app import _own_commands
+    from tfaudit.terraform.args import route
+
+    line = parse_command_line([f"-chdir={tmp_path / 'nope'}", "apply"])
+    assert route(line, _own_commands()).handler == "terraform"
+
+
+def test_every_command_of_tfaudits_is_known_to_the_router() -> None:
+    import typer.main
+
+    from tfaudit.cli.app import _own_commands, app
+
+    assert set(typer.main.get_command(app).commands) == _own_commands()  # type: ignore[attr-defined]
+
+
+def test_tf_cli_args_in_terraforms_order_and_kept_from_tfaudits_own_steps() -> None:
+    from tfaudit.terraform.args import env_args, terraform_env
+
+    env = {"TF_CLI_ARGS": "-var=a=1 -lock=false", "TF_CLI_ARGS_apply": "-var='b=2 3'", "TF_CLI_ARGS_plan": "-x",
+           "TF_CLI_ARGS_state_mv": "-dry-run", "PATH": "/bin"}
+    assert env_args(["apply"], env) == ["-var=b=2 3", "-var=a=1", "-lock=false"]
+    assert env_args(["state", "mv"], env) == ["-dry-run", "-var=a=1", "-lock=false"]
+    assert terraform_env(env) == {"PATH": "/bin"}
+
+
+def test_unknown_flags_and_the_probe_argv() -> None:
+    from tfaudit.terraform.args import dangling_value_flag, probe_argv, unknown_flags
+
+    assert unknown_flags("apply", ["-auto-approve", "-var", "x=1", "-nope", "plan.tfplan"]) == ["-nope"]
+    assert unknown_flags("plan", ["-out=p", "-detailed-exitcode"]) == []
+    assert unknown_flags("apply", ["-out=p"]) == ["-out=p"]  # plan's, not apply's
+    assert probe_argv(["apply"], ["-nope", "plan.tfplan", "-var", "x=1"], "-probe") == \
+        ["apply", "-nope", "-var", "x=1", "-probe", "plan.tfplan"]
+    assert dangling_value_flag(["-auto-approve", "-var"]) and not dangling_value_flag(["-var", "x=1"])

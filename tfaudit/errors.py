@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
     AUDIT_WRITE = 4  # the audit trail could not be written (ledger, key, delivery with on_failure=fail)
     POLICY = 5  # blocked by policy (deny rules, --fail-on, unrecorded plan)
     USAGE = 64  # bad invocation, bad input file or bad config (EX_USAGE)
-    INTERRUPTED = 130  # SIGINT/SIGTERM
+    INTERRUPTED = 1  # SIGINT/SIGTERM: terraform exits 1 when interrupted, and so does tfaudit (an alias of FAILURE)
 
 
 class TfauditError(Exception):
@@ -140,11 +140,11 @@ class Interrupted(TfauditError):
 
 EXIT_CODES_DOC = {
     0: "success (wrapped commands: terraform's own exit code is returned)",
-    1: "terraform failed, verification found a problem, or a CI API (pull/merge request comment) failed",
+    1: "terraform failed or was interrupted (SIGINT/SIGTERM, forwarded to terraform, as terraform exits), "
+       "verification found a problem, or a CI API (pull/merge request comment) failed",
     2: "changes present (-detailed-exitcode), or drift found by `tfaudit drift`",
     3: "internal error in tfaudit (re-run with --log-format json -v for detail)",
     4: "the audit trail could not be written (ledger, signing key, checkpoint or delivery with on_failure = \"fail\")",
     5: "blocked by policy",
     64: "usage error: bad arguments, bad config, unreadable input file (a missing or unreadable ledger included)",
-    130: "interrupted (SIGINT/SIGTERM forwarded to terraform)",
 }

@@ -76,6 +76,12 @@ def test_append_and_read_both_ways(store_url: str, env: dict[str, str], signer: 
     report = verify_ledger(again, [load_verifier(tmp_path / "k" / "signing-key.pub")])
     assert report.ok, report.problems
     assert report.records == 10 and report.runs == 3
+    # a snapshot stays where it was taken while others append
+    view = again.snapshot()
+    _run(store, signer, "stage")
+    assert view.tail().seq == 10 and again.tail().seq == 13
+    assert [n for n, _ in view.lines(9)] == [9, 10]
+    assert [n for n, _ in view.lines_backward()][:2] == [10, 9]
     assert {ws: v["runs"] for ws, v in report.workspaces.items()} == {"prod": 2, "stage": 1}
 
 

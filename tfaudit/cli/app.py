@@ -13,7 +13,7 @@ import typer
 from tfaudit import logs
 from tfaudit.cli._metavars import word_metavars
 from tfaudit.errors import ExitCode, TfauditError
-from tfaudit.terraform.args import parse_command_line
+from tfaudit.terraform.args import Handler, parse_command_line, route
 
 app = typer.Typer(
     name="tfaudit",
@@ -73,6 +73,16 @@ for _name in COMMAND_MODULES:
 word_metavars(app)
 
 
+def _own_commands() -> set[str]:
+    """The names of tfaudit's commands and command groups (typer's names: underscores become dashes)."""
+    names = {c.name if isinstance(c.name, str) else (c.callback.__name__ if c.callback else "")
+             for c in app.registered_commands}
+    for g in app.registered_groups:
+        name = g.name if isinstance(g.name, str) else g.typer_instance.info.name if g.typer_instance else None
+        names.add(name if isinstance(name, str) else "")
+    return {n.replace("_", "-").strip("-") for n in names if n}
+
+
 def _cls(name: str) -> type[Exception]:
     """typer >= 0.20 vendors click: find its exception classes through a public one."""
     for klass in typer.BadParameter.__mro__:
@@ -90,6 +100,8 @@ class _GlobalsError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`tfaudit ARGS` as a process (argv None: terraform's own commands replace this process) or
+    inside another command (`tfaudit ci run`: they run as a child); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbosity = 0
     try:
@@ -98,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if line.log_format not in (None, "console", "json"):
             raise _GlobalsError(f"--log-format must be console or json, not {line.log_format!r}")
         logs.configure(line.log_format, verbosity)
+        where = route(line, _own_commands())
+        if where.handler is not Handler.TFAUDIT:
+            from tfaudit.cli.terraform_cmd import answer
+
+            return answer(where, line.chdir, os.environ, replace=argv is None)
         result = app(args=line.args, prog_name="tfaudit", standalone_mode=False,
                      obj={"chdir": line.chdir, "run": main})
         return int(result) if isinstance(result, int) else 0

@@ -15,6 +15,7 @@ from tfaudit.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from tfaudit.config import Config
     from tfaudit.sinks import SinkSpec
+    from tfaudit.sinks.delivery import Where
 
 LedgerOpt = ledger_option(repeatable=False)
 ConfigOpt = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl).")
@@ -22,7 +23,7 @@ SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; 
 
 
 def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
-           only: list[str] | None) -> tuple[Path, Config, list[SinkSpec]]:
+           only: list[str] | None) -> tuple[Where, Config, list[SinkSpec]]:
     from tfaudit.config import load_config
     from tfaudit.run.session import resolve_ledger
 
@@ -30,7 +31,7 @@ def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
     store = resolve_ledger(ledger, chdir=obj.get("chdir"), config_path=config, env=os.environ, config=cfg)
-    ledger_path = store.local_path or Path(store.url)
+    ledger_path: Where = store.local_path or store  # a shared store keeps the delivery state itself
     specs = list(cfg.section("sink") or ())
     if not specs:
         where = cfg.path or work_dir / ".tfaudit.hcl"
@@ -62,7 +63,7 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
 
     from tfaudit.redact import Redactor
     from tfaudit.sinks import DeliveryConfig
-    from tfaudit.sinks.delivery import deliver
+    from tfaudit.sinks.delivery import deliver, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     delivery_cfg = cfg.section("delivery") or DeliveryConfig()
@@ -70,7 +71,7 @@ def flush(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Optiona
         delivery_cfg = replace(delivery_cfg, deadline_seconds=deadline)
     from tfaudit.trail.store import open_existing
 
-    open_existing(ledger_path)
+    open_existing(ledger_path if isinstance(ledger_path, Path) else ledger_path.url)
     redactor = Redactor.with_additions(cfg.redact.names, cfg.redact.values)
     report = deliver(ledger_path, specs, delivery_cfg, os.environ, redactor, backfill=backfill)
     if as_json:
@@ -94,12 +95,12 @@ def status(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, config: Option
     """Show, per sink, how many records are delivered and how many wait in the outbox."""
     as_json = as_json or fmt is ReadFormat.JSON
     from tfaudit.redact import Redactor
-    from tfaudit.sinks.delivery import status as sink_status
+    from tfaudit.sinks.delivery import status as sink_status, where_name
 
     ledger_path, cfg, specs = _setup(ctx, ledger, config, sink)
     rows = sink_status(ledger_path, specs, Redactor.with_additions(cfg.redact.names, cfg.redact.values))
     if as_json:
-        typer.echo(json.dumps({"ledger": str(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
+        typer.echo(json.dumps({"ledger": where_name(ledger_path), "sinks": [r.as_dict() for r in rows]}, indent=2))
         return 0
     width = max(len(r.sink) for r in rows)
     typer.echo(f"{'sink':<{width}}  {'pending':>7}  {'delivered':>9}  oldest pending / last error")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation, terraform_refuses
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -19,4 +19,6 @@ def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Op
     """Detect changes made outside terraform (refresh-only plan); exit 2 on drift. Takes plan arguments (-var, -target)."""
     from tfaudit.run.drift import run_drift
 
-    return run_drift(invocation(ctx, "drift", ledger, signing_key, config, tf_path), os.environ)
+    inv = invocation(ctx, "drift", ledger, signing_key, config, tf_path)
+    refused = terraform_refuses(inv)
+    return refused if refused is not None else run_drift(inv, os.environ)

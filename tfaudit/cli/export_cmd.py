@@ -71,13 +71,16 @@ def export(
                 count += 1
         else:
             from tfaudit.export import formatter
+            from tfaudit.ui.progress import TerminalProgress, tracked
 
             to_doc = formatter(fmt.value)
-            for rec in store.records():
-                if run and not str((rec.get("run") or {}).get("id", "")).startswith(run):
-                    continue
-                out.write(json.dumps(to_doc(rec), separators=(",", ":"), ensure_ascii=False) + "\n")
-                count += 1
+            # a bar on stderr, unless the export itself is going to the same terminal
+            with TerminalProgress("exporting", enabled=bool(output) or not sys.stdout.isatty()) as progress:
+                for rec in tracked(store, progress).records():
+                    if run and not str((rec.get("run") or {}).get("id", "")).startswith(run):
+                        continue
+                    out.write(json.dumps(to_doc(rec), separators=(",", ":"), ensure_ascii=False) + "\n")
+                    count += 1
     except BrokenPipeError:
         raise
     except OSError as e:

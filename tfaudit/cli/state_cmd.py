@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation
+from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation, terraform_refuses
 
 
 def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_key: str | None,
@@ -15,7 +15,8 @@ def _recorded(ctx: typer.Context, words: list[str], ledger: str | None, signing_
     from tfaudit.run.state import run_state_command
 
     inv = invocation(ctx, " ".join(words), ledger, signing_key, config, tf_path)
-    return run_state_command(inv, os.environ, words)
+    refused = terraform_refuses(inv)
+    return refused if refused is not None else run_state_command(inv, os.environ, words)
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app

@@ -44,7 +44,13 @@ def verify(
     # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
     from tfaudit.cli.prove_cmd import verify_extras
 
-    report = verify_ledger(ledger, verifiers) if ledger is not None else None
+    report = None
+    if ledger is not None:
+        from tfaudit.trail.store import open_existing
+        from tfaudit.ui.progress import TerminalProgress, tracked
+
+        with TerminalProgress("verifying") as progress:
+            report = verify_ledger(tracked(open_existing(ledger), progress), verifiers)
     if ledger is not None and report is not None and report.local_path is None and (checkpoints or dsse):
         raise UsageError(f"--checkpoints and --dsse check a ledger file, not {ledger}",
                          hint="export the store to a file first ('tfaudit export')")

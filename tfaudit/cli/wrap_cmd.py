@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from tfaudit.cli import _choices
-
-from tfaudit.terraform.args import extract_chdir
+from tfaudit.errors import UsageError
+from tfaudit.terraform.args import dangling_value_flag, env_args, extract_chdir, split_args, suggest_option, terraform_env, unknown_flags
 
 if TYPE_CHECKING:
     from tfaudit.run.session import Invocation
@@ -24,19 +24,48 @@ KeyOpt = typer.Option(None, "--signing-key", metavar="PATH", envvar="TFAUDIT_SIG
 ConfigOpt = typer.Option(None, "--config", metavar="PATH", envvar="TFAUDIT_CONFIG", help="Config file (default: .tfaudit.hcl in the working directory).")
 TfPathOpt = typer.Option(None, "--tf-path", metavar="PATH", envvar="TFAUDIT_TF_PATH", help="terraform or tofu binary (default: terraform, then tofu, on PATH).")
 CheckpointsOpt = typer.Option(None, "--checkpoints", metavar="DEST", envvar="TFAUDIT_CHECKPOINTS", help="After the run, sign a checkpoint of the ledger into this directory (or s3://BUCKET/PREFIX, https:// URL).")
+QuietOpt = typer.Option(False, "--quiet", envvar="TFAUDIT_QUIET", help="No line of tfaudit's own after terraform's output (what was recorded, where).")
 FailOnOpt = typer.Option(None, "--fail-on", metavar="SEVERITY", parser=_choices.fail_on, envvar="TFAUDIT_FAIL_ON", help="Block (exit 5, nothing applied) when the plan has a finding at or above this severity: low, medium, high, critical.")
 
 
 def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key: str | None,
                config: str | None, tf_path: str | None, checkpoints: str | None = None,
                fail_on: str | None = None) -> Invocation:
+    """What the user asked for, with terraform's TF_CLI_ARGS_<command> and TF_CLI_ARGS taken in as
+    terraform takes them for the command typed; a mistyped option of tfaudit's is named."""
     from tfaudit.run.session import Invocation
 
     chdir, args = extract_chdir(ctx.args)
+    own = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    for a in args:
+        near = suggest_option(a, own)
+        if near is not None:
+            raise UsageError(f"no such option: {a.split('=', 1)[0]}", hint=f"did you mean {near}?")
+    tf_args = [*env_args(["plan"] if command == "drift" else command.split(), os.environ), *args]
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-    return Invocation(command=command, tf_args=tuple(args), chdir=chdir or obj.get("chdir"), ledger=ledger,
+    return Invocation(command=command, tf_args=tuple(tf_args), chdir=chdir or obj.get("chdir"), ledger=ledger,
                       signing_key=signing_key, config=config, tf_path=tf_path, checkpoints=checkpoints,
                       fail_on=fail_on)
+
+
+def terraform_refuses(inv: Invocation) -> int | None:
+    """terraform's own answer, when it would refuse these arguments before doing anything: a flag it
+    does not take or one missing its value (its usage error), `apply -json` without approval (its JSON
+    error). Nothing is recorded."""
+    from tfaudit.terraform import binary, proc
+
+    words = ["plan"] if inv.command == "drift" else inv.command.split()
+    if unknown_flags(inv.command, inv.tf_args):
+        rc = binary.rejected_flags(words, inv.tf_args, tf_path=inv.tf_path, env=os.environ, chdir=inv.chdir)
+        if rc is not None:
+            return rc
+    split = split_args(inv.tf_args)
+    if dangling_value_flag(inv.tf_args) or (
+            inv.command in ("apply", "destroy") and split.json and not split.auto_approve and not split.positional):
+        path, _tool = binary.find_binary(inv.tf_path, os.environ)
+        argv = [path, *([f"-chdir={inv.chdir}"] if inv.chdir else []), *words, *inv.tf_args]
+        return proc.hand_over(argv, terraform_env(os.environ), replace=False)
+    return None
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -45,26 +74,38 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
           config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
     from tfaudit.run.apply import run_apply
+    from tfaudit.ui.console import Console
 
-    return run_apply(invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
+    inv = invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on)
+    refused = terraform_refuses(inv)
+    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-            checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+            checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform destroy, recorded. Takes terraform's arguments."""
     from tfaudit.run.apply import run_apply
+    from tfaudit.ui.console import Console
 
-    return run_apply(invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
+    inv = invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on)
+    refused = terraform_refuses(inv)
+    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt) -> int:
+         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          quiet: bool = QuietOpt) -> int:
     """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
     from tfaudit.run.plan import run_plan
+    from tfaudit.ui.console import Console
 
-    return run_plan(invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on), os.environ)
+    inv = invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on)
+    refused = terraform_refuses(inv)
+    return refused if refused is not None else run_plan(inv, os.environ, Console(quiet=quiet))

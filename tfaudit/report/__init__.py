@@ -23,7 +23,7 @@ def build_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filte
 
     found = runs(sources, filters, progress, env)
     files = [name for name, _ in sources_for(list(sources), env)]
-    return model.build(found), verification.statuses(files, verifiers)
+    return model.build(found), verification.statuses(files, verifiers, progress)
 
 
 def html_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,

@@ -28,11 +28,17 @@ class _NoKey:
         raise AssertionError("no key")
 
 
-def ledger_status(source: str, verifiers: Sequence[Verifier]) -> LedgerStatus:
+def ledger_status(source: str, verifiers: Sequence[Verifier], progress: Any = None) -> LedgerStatus:
     if source.startswith("s3://") or not Path(source).is_file():
         return LedgerStatus(source, "not checked", "not a local ledger file; run 'tfaudit verify' where it is")
     keys: Sequence[Any] = verifiers or [_NoKey()]
-    report = verify_ledger(Path(source), keys)
+    store: Any = Path(source)
+    if progress is not None:  # the bar keeps moving through verification, to the end
+        from tfaudit.trail.store import open_store
+        from tfaudit.ui.progress import tracked
+
+        store = tracked(open_store(Path(source)), progress)
+    report = verify_ledger(store, keys)
     problems = [p for p in report.problems if verifiers or p.kind is not ProblemKind.UNKNOWN_KEY]
     lines = tuple(f"line {p.line}: {p.kind.value}: {p.message}" if p.line else f"{p.kind.value}: {p.message}"
                   for p in problems)
@@ -46,5 +52,5 @@ def ledger_status(source: str, verifiers: Sequence[Verifier]) -> LedgerStatus:
                                             f"sequence and hash chain verified; head {report.head}")
 
 
-def statuses(sources: Sequence[str], verifiers: Sequence[Verifier]) -> list[LedgerStatus]:
-    return [ledger_status(s, verifiers) for s in sources]
+def statuses(sources: Sequence[str], verifiers: Sequence[Verifier], progress: Any = None) -> list[LedgerStatus]:
+    return [ledger_status(s, verifiers, progress) for s in sources]

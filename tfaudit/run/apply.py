@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class PlanStep:
     path: str  # as given to terraform
     abs_path: Path
     saved: str | None  # the user's plan file argument, when there is one
+    held: list[str] = field(default_factory=list)  # the plan's warnings, shown with the apply's (no prompt between)
 
 
 def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
@@ -73,12 +74,31 @@ def _plan_step(run: RecordedRun, split: SplitArgs, saved: str | None, tmp: Path)
         return PlanStep(saved, abs_path, saved)
     plan_path = str(tmp / "tfaudit.tfplan")
     plan_args = (["-destroy"] if run.command == "destroy" else []) + split.plan
-    rc = tf.run(["plan", f"-out={plan_path}", *plan_args], forwarder=run.fwd,
-                saved_plan_note=SavedPlanNote(tf.tool, replace_with_note=False))
+    held: list[str] = []
+    rc = _terraform_plan(run, [f"-out={plan_path}", *plan_args], split, held)
     if run.interrupted or rc != 0:
         return _record_unapplied(run, rc, reason="interrupted during plan" if run.interrupted
                                  else "terraform plan failed")
-    return PlanStep(plan_path, Path(plan_path), None)
+    return PlanStep(plan_path, Path(plan_path), None, held)
+
+
+def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: list[str]) -> int:
+    """`terraform plan ARGS` for apply/destroy: its screen as `terraform apply` shows it (without the
+    hint to apply tfaudit's temporary plan file; with no prompt to come, the plan's warnings are kept
+    back in `held`, shown with the apply's as terraform does), or with -json its event stream."""
+    tf, console = run.session.tf, run.session.console
+    if not split.json:
+        note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=split.auto_approve)
+        rc = tf.run(["plan", *args], forwarder=run.fwd, saved_plan_note=note)
+        if note.diagnostics:
+            held.append(b"".join(note.diagnostics).decode("utf-8", "replace"))
+        return rc
+
+    def passthrough(raw: bytes) -> None:
+        console.out.write(raw.decode("utf-8", "replace"))
+        console.out.flush()
+
+    return tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd)
 
 
 def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
@@ -94,7 +114,7 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
         _record_blocked(run, plan_body, gate.findings, gate.refusal, gate.reason or gate.refusal.message)
     has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
     if not step.saved and has_changes and not split.auto_approve:
-        if not session.console.confirm(destroy=run.command == "destroy"):
+        if not session.console.confirm(destroy=run.command == "destroy", color=not split.no_color):
             session.console.say(("Destroy" if run.command == "destroy" else "Apply") + " cancelled.")
             return _record_declined(run, plan_body, gate.findings)
     started = run.record("run.started", plan=plan_body)
@@ -117,13 +137,18 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
     console = run.session.console
     lines = LineScrubber(run.session.redactor)  # a private key printed over many lines is hidden whole
     renderer = StreamRenderer(console.out, console.err, run.session.redactor.scrub,
-                              destroy=run.command == "destroy", lines=lines)
+                              destroy=run.command == "destroy", color=not split.no_color, lines=lines)
+    held = step.held
 
     def on_line(raw: bytes) -> None:
         event = parse_event_line(raw)
         if event is None:
             return
         tracker.feed(event)
+        if split.json and event.type in ("version", "planned_change") and not step.saved:
+            return  # the plan step's stream had them already: `terraform apply -json` prints them once
+        if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
+            console.out.write(held.pop())
         if split.json:
             console.out.write(redact_json_line(raw, lines))
             console.out.flush()
@@ -133,8 +158,12 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
     # With a saved plan there is no plan step: planning options go to apply, so terraform's own
     # error ("Can't set variables when applying a saved plan") reaches the user unchanged.
     apply_args = [*split.plan, *split.apply] if step.saved else split.apply
-    return run.session.tf.stream_journaled(["apply", "-json", *apply_args, step.path], journal, on_line,
-                                           forwarder=run.fwd, on_start=run.terraform_started)
+    rc = run.session.tf.stream_journaled(["apply", "-json", *apply_args, step.path], journal, on_line,
+                                         forwarder=run.fwd, on_start=run.terraform_started)
+    if held and split.auto_approve:
+        console.out.write(held.pop())
+        console.out.flush()
+    return rc
 
 
 def resource_outcomes(tracker: ApplyTracker, changes: Sequence[ResourceChange], rc: int, interrupted: bool,
@@ -166,6 +195,9 @@ def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tra
         failed_checks=[records.check_body(c, session.redactor) for c in
                        outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = run.publish(recs, applied=True)
+    session.console.summary(
+        f"run {run.run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
+        if changes else f"run {run.run_id[:8]} (no changes)", session.ledger_file)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc

@@ -88,7 +88,7 @@ def analyse_run(session: Session, plan: Plan) -> RunAnalysis:
     active = len(report.active)
     if active:
         counts = ", ".join(f"{n} {s}" for s, n in report.severity_counts().items() if n)
-        session.console.warn(f"tfaudit: {active} finding{'s' if active != 1 else ''} ({counts}); "
+        session.console.note(f"{active} finding{'s' if active != 1 else ''} ({counts}): "
                              "'tfaudit analyze PLAN' shows them all")
     return RunAnalysis(report, gate, findings, by_address)
 

@@ -56,8 +56,14 @@ class Session:
     console: Console
 
     @property
-    def outbox_base(self) -> Path:
-        """Where delivery keeps its outbox: beside a file ledger (as `tfaudit flush` finds it)."""
+    def outbox_base(self) -> Path | LedgerStore:
+        """Where delivery keeps its state: an outbox beside a file ledger, or in a shared store itself
+        (as `tfaudit flush` finds it)."""
+        return self.store.local_path or self.store
+
+    @property
+    def ledger_file(self) -> Path:
+        """The ledger as a path, for messages (a shared store's URL)."""
         return self.store.local_path or Path(self.store.url)
 
     @property

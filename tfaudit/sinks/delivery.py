@@ -27,29 +27,79 @@ from tfaudit.errors import DeliveryError, ExitCode, InputError, LedgerNotFound, 
 from tfaudit.redact import Redactor
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
-from tfaudit.trail.store import open_store
+from tfaudit.trail.store import LedgerStore, open_store, scheme_of
 
 log = get_logger("tfaudit.delivery")
+
+# The ledger delivery reads: a file (its outbox is sqlite beside it) or a store. A shared store
+# keeps the delivery state itself, so what one runner failed to send goes out from any other.
+Where = Path | LedgerStore
+SHARED_OUTBOXES: dict[str, tuple[str, str, str]] = {  # store scheme -> (module, outbox class, lock function)
+    "s3": ("tfaudit.sinks.outbox_s3", "S3Outbox", "s3_sink_lock"),
+    "postgresql": ("tfaudit.sinks.outbox_pg", "PgOutbox", "pg_sink_lock"),
+}
+
+
+def _store(where: Where) -> LedgerStore:
+    return open_store(where) if isinstance(where, Path) else where
+
+
+def _local(where: Where) -> Path | None:
+    return where if isinstance(where, Path) else where.local_path
+
+
+def _shared(where: Where) -> tuple[LedgerStore, tuple[str, str, str]]:
+    assert not isinstance(where, Path)
+    entry = SHARED_OUTBOXES.get(scheme_of(where.url))
+    if entry is None:
+        raise DeliveryError(f"sinks cannot deliver from {where.url}: its store keeps no delivery state")
+    return where, entry
+
+
+def _outbox(where: Where) -> Any:
+    """The delivery state: sqlite beside a ledger file, or the shared store's own."""
+    path = _local(where)
+    if path is not None:
+        return Outbox(path)
+    store, (mod, cls, _) = _shared(where)
+    import importlib
+
+    return getattr(importlib.import_module(mod), cls)(store)
+
+
+def _lock(where: Where, sink_id: str, wait_seconds: float) -> Any:
+    """One sender per sink: a lock file beside a ledger file, or the shared store's own lock."""
+    path = _local(where)
+    if path is not None:
+        return sink_lock(path, sink_id, wait_seconds)
+    store, (mod, _, fn) = _shared(where)
+    import importlib
+
+    return getattr(importlib.import_module(mod), fn)(store, sink_id, wait_seconds)
+
+
+def where_name(where: Where) -> str:
+    return str(where) if isinstance(where, Path) else (str(where.local_path) if where.local_path else where.url)
 
 _JOIN_GRACE_SECONDS = 5.0
 
 
 # --- reading the ledger (through its store) ----------------------------------------------------
-def ledger_tail(ledger_path: Path) -> tuple[int, int]:
+def ledger_tail(ledger_path: Where) -> tuple[int, int]:
     """(seq of the last complete record, that position again) of the ledger; (0, 0) when it does not
     exist yet. The outbox's `mark_offset` holds a position too: reading resumes from `mark_seq`."""
     try:
-        seq = open_store(ledger_path).tail().seq
+        seq = _store(ledger_path).tail().seq
     except InputError as e:
         raise DeliveryError(str(e)) from e
     return seq, seq
 
 
-def scan(ledger_path: Path, start: int = 1) -> list[Item]:
+def scan(ledger_path: Where, start: int = 1) -> list[Item]:
     """Complete records from position `start` on (a torn final line is left for verify to report)."""
     items: list[Item] = []
     try:
-        for n, raw in open_store(ledger_path).lines(max(1, start)):
+        for n, raw in _store(ledger_path).lines(max(1, start)):
             if not raw.endswith(b"\n"):
                 break
             line = raw[:-1]
@@ -140,17 +190,17 @@ class DeliveryReport:
 
 
 # --- delivering ---------------------------------------------------------------------------
-def enroll(ledger_path: Path, specs: Iterable[SinkSpec]) -> None:
+def enroll(ledger_path: Where, specs: Iterable[SinkSpec]) -> None:
     """Owe each configured sink every record written from now on (called before a run writes)."""
     ids = [s.id for s in specs]
     if not ids:
         return
     seq, size = ledger_tail(ledger_path)
-    with Outbox(ledger_path) as ob:
+    with _outbox(ledger_path) as ob:
         ob.enroll(ids, seq, size)
 
 
-def prepare(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
+def prepare(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
             warn: Callable[[str], None]) -> None:
     """Enroll the sinks before a run writes; an outbox that cannot be opened stops the run only
     with on_failure = "fail" (nothing has been applied yet), else it is a warning."""
@@ -165,7 +215,7 @@ def prepare(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | 
 class _Window:
     """The ledger records a delivery looks at, and lookups of whole runs for per-run sinks."""
 
-    def __init__(self, ledger_path: Path, start: int) -> None:
+    def __init__(self, ledger_path: Where, start: int) -> None:
         self.ledger_path = ledger_path
         self.start = start
         self.items = scan(ledger_path, start)
@@ -182,12 +232,12 @@ class _Window:
         return [it for it in self._full if it.run_id == run_id]
 
 
-def deliver(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None, env: Mapping[str, str],
+def deliver(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None, env: Mapping[str, str],
             redactor: Redactor | None = None, *, backfill: bool = False) -> DeliveryReport:
     """Send every owed record to every sink in specs; return what happened per sink."""
     cfg = cfg or DeliveryConfig()
     redactor = redactor or Redactor()
-    report = DeliveryReport(str(ledger_path))
+    report = DeliveryReport(where_name(ledger_path))
     if not specs:
         return report
     for s in specs:  # learn every sink secret before the threads start (one Redactor, shared)
@@ -195,7 +245,7 @@ def deliver(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | 
             if key.endswith("_env") and isinstance(name, str) and env.get(name):
                 redactor.learn(env[name])
     enroll(ledger_path, specs)
-    with Outbox(ledger_path) as ob:
+    with _outbox(ledger_path) as ob:
         if backfill:
             for s in specs:
                 ob.start_backfill(s.id)
@@ -225,7 +275,7 @@ def deliver(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | 
     return report
 
 
-def _deliver_one(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
+def _deliver_one(ledger_path: Where, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
                  window: _Window, deadline: float, report: SinkReport) -> None:
     t0 = time.monotonic()
     try:
@@ -239,11 +289,11 @@ def _deliver_one(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Ma
         report.seconds = time.monotonic() - t0
 
 
-def _send_owed(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
+def _send_owed(ledger_path: Where, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,
                window: _Window, deadline: float, report: SinkReport) -> None:
     from tfaudit.sinks import backend
 
-    with Outbox(ledger_path) as ob, sink_lock(ledger_path, spec.id, max(0.0, deadline - time.monotonic())) as got:
+    with _outbox(ledger_path) as ob, _lock(ledger_path, spec.id, max(0.0, deadline - time.monotonic())) as got:
         st = ob.sink(spec.id)
         assert st is not None  # enrolled by deliver()
         rows = ob.rows(spec.id, 0 if st.backfill else st.mark_seq)
@@ -304,7 +354,7 @@ def _send_owed(ledger_path: Path, spec: SinkSpec, cfg: DeliveryConfig, env: Mapp
         _advance(ob, st, spec, window.items)
 
 
-def deliver_after_run(ledger_path: Path, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
+def deliver_after_run(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,
                       env: Mapping[str, str], redactor: Redactor, warn: Callable[[str], None]) -> int:
     """The runner's hook: deliver, warn on anything left owed; exit 4 for on_failure = "fail"."""
     cfg = cfg or DeliveryConfig()
@@ -313,7 +363,7 @@ def deliver_after_run(ledger_path: Path, specs: Sequence[SinkSpec], cfg: Deliver
     except TfauditError as e:
         # the records are in the ledger; delivery state could not even be read
         warn(f"tfaudit: warning: delivery did not run: {redactor.scrub(str(e))}; the records are safe in the ledger "
-             f"{ledger_path}; run 'tfaudit flush' to retry")
+             f"{where_name(ledger_path)}; run 'tfaudit flush' to retry")
         return int(ExitCode.AUDIT_WRITE) if cfg.on_failure is OnFailure.FAIL else 0
     if report.pending:
         warn(report.warning())
@@ -342,10 +392,10 @@ class SinkStatus:
         return dict(self.__dict__)
 
 
-def status(ledger_path: Path, specs: Sequence[SinkSpec], redactor: Redactor | None = None) -> list[SinkStatus]:
+def status(ledger_path: Where, specs: Sequence[SinkSpec], redactor: Redactor | None = None) -> list[SinkStatus]:
     redactor = redactor or Redactor()
     out: list[SinkStatus] = []
-    with Outbox(ledger_path) as ob:
+    with _outbox(ledger_path) as ob:
         states = {s.id: ob.sink(s.id) for s in specs}
         known = [st for st in states.values() if st is not None]
         start = 1 if any(st.backfill for st in known) or not known else min(st.mark_seq for st in known) + 1

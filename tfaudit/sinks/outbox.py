@@ -71,7 +71,7 @@ def outbox_dir(ledger_path: Path) -> Path:
     return ledger_path.with_name(ledger_path.name + ".outbox")
 
 
-def _now() -> str:
+def now_text() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -141,7 +141,7 @@ class Outbox:
         with self._tx() as db:
             for sid in sink_ids:
                 db.execute("INSERT OR IGNORE INTO sinks(sink, since_seq, mark_seq, mark_offset, enrolled_at) "
-                           "VALUES (?, ?, ?, ?, ?)", (sid, tail_seq, tail_seq, tail_offset, _now()))
+                           "VALUES (?, ?, ?, ?, ?)", (sid, tail_seq, tail_seq, tail_offset, now_text()))
 
     def start_backfill(self, sink_id: str) -> None:
         """Owe the sink the records before its enrollment too (they are scanned from the ledger's start)."""
@@ -178,7 +178,7 @@ class Outbox:
         return {r[0]: Row(*r) for r in cur.fetchall()}
 
     def attempting(self, sink_id: str, items: Sequence[Item]) -> None:
-        now = _now()
+        now = now_text()
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO deliveries(sink, record_id, seq, run_id, state, attempts, first_attempt_at, last_attempt_at) "
@@ -188,7 +188,7 @@ class Outbox:
                 [(sink_id, it.id, it.seq, it.run_id, now, now) for it in items])
 
     def delivered(self, sink_id: str, items: Sequence[Item]) -> None:
-        now = _now()
+        now = now_text()
         with self._tx() as db:
             fresh = 0
             for it in items:
@@ -203,7 +203,7 @@ class Outbox:
             db.execute("UPDATE sinks SET delivered_total = delivered_total + ? WHERE sink = ?", (fresh, sink_id))
 
     def failed(self, sink_id: str, items: Sequence[Item], error: str) -> None:
-        now = _now()
+        now = now_text()
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO deliveries(sink, record_id, seq, run_id, state, attempts, last_error, first_attempt_at, "

@@ -7,8 +7,14 @@ its value unless written `-name=VALUE`. Nothing else in tfaudit looks inside an 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from tfaudit.errors import UsageError
 
 # Flags that take a value (the next argument when written without "="), over every command tfaudit runs.
 VALUE_FLAGS = frozenset({
@@ -151,8 +157,8 @@ class CommandLine:
 
 
 def parse_command_line(argv: Sequence[str], log_format: str | None = None) -> CommandLine:
-    """--log-format/--verbose (tfaudit's) are accepted anywhere and removed; -v/-vv and terraform's
-    -chdir=DIR only before the command name (after it, -v could be terraform's)."""
+    """--log-format/--verbose (tfaudit's) are accepted anywhere and removed; terraform's -chdir=DIR
+    only before the command name, as terraform takes it."""
     verbosity = 0
     rest: list[str] = []
     i = 0
@@ -169,10 +175,141 @@ def parse_command_line(argv: Sequence[str], log_format: str | None = None) -> Co
             rest.append(a)
         i += 1
     chdir: str | None = None
-    while rest and (rest[0] in ("-v", "-vv") or rest[0].startswith(("-chdir=", "--chdir="))):
-        a = rest.pop(0)
-        if a.startswith("-v"):
-            verbosity += len(a) - 1
-        else:
-            chdir = a.split("=", 1)[1]
+    while rest and rest[0].startswith(("-chdir=", "--chdir=")):
+        chdir = rest.pop(0).split("=", 1)[1]
     return CommandLine(log_format, verbosity, chdir, rest)
+
+
+# --- which program answers: tfaudit, or terraform unchanged ------------------------------------
+TERRAFORM_COMMANDS = frozenset({
+    "init", "validate", "plan", "apply", "destroy", "console", "fmt", "force-unlock", "get", "graph",
+    "import", "login", "logout", "metadata", "modules", "output", "providers", "refresh", "show", "state",
+    "taint", "test", "untaint", "version", "workspace", "env", "rpcapi", "stacks",
+})
+# terraform commands tfaudit runs itself (and records); `drift` is tfaudit's refresh-only plan
+RECORDED_COMMANDS = frozenset({"apply", "destroy", "plan", "import", "taint", "untaint", "state", "drift"})
+RECORDED_STATE_SUBCOMMANDS = frozenset({"rm", "mv", "push", "replace-provider"})
+HELP_FLAGS = frozenset({"-help", "-h"})  # terraform's; `--help` shows tfaudit's own help
+VERSION_FLAGS = frozenset({"-version", "-v"})  # terraform's; `--version` prints tfaudit's version alone
+
+
+class Handler(StrEnum):
+    TFAUDIT = "tfaudit"  # one of tfaudit's commands (typer)
+    TERRAFORM = "terraform"  # handed to terraform unchanged (exec)
+    VERSION = "version"  # terraform's version, then tfaudit's
+    HELP = "help"  # terraform's help, then a line on tfaudit's own commands
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    args: list[str]  # for TERRAFORM: terraform's argv after -chdir; otherwise the command line for typer
+
+
+def route(line: CommandLine, own_commands: Iterable[str]) -> Route:
+    """Who answers `tfaudit ARGS`: tfaudit records the commands it knows, terraform gets the rest."""
+    args, own = line.args, set(own_commands)
+    if not args:
+        return Route(Handler.TFAUDIT, args)
+    first = args[0]
+    if first in VERSION_FLAGS or first == "version":
+        return Route(Handler.VERSION, args[1:])
+    if first in HELP_FLAGS:
+        return Route(Handler.HELP, args[1:])
+    missing_dir = line.chdir is not None and not Path(line.chdir).is_dir()
+    if first in RECORDED_COMMANDS:
+        if "--help" in _before_double_dash(args):
+            return Route(Handler.TFAUDIT, args)  # tfaudit's help for the command (-help is terraform's)
+        if missing_dir or HELP_FLAGS & set(_before_double_dash(args)):
+            return Route(Handler.TERRAFORM if first != "drift" else Handler.TFAUDIT, args)
+        if first == "state":
+            sub = next(iter(positionals(args[1:])), None)
+            if sub not in RECORDED_STATE_SUBCOMMANDS:
+                return Route(Handler.TERRAFORM, args)
+        return Route(Handler.TFAUDIT, args)
+    if first in own or first.startswith("--"):
+        return Route(Handler.TFAUDIT, args)
+    if first in TERRAFORM_COMMANDS or not difflib.get_close_matches(first, own - RECORDED_COMMANDS, 1, 0.8):
+        return Route(Handler.TERRAFORM, args)
+    return Route(Handler.TFAUDIT, args)  # a typo of one of tfaudit's commands: typer says which
+
+
+def _before_double_dash(args: Sequence[str]) -> list[str]:
+    return list(args[: args.index("--")]) if "--" in args else list(args)
+
+
+def suggest_option(arg: str, options: Iterable[str]) -> str | None:
+    """The option of tfaudit's a mistyped `--optoin` most likely meant, or None."""
+    if not arg.startswith("--"):
+        return None
+    name = arg.split("=", 1)[0]
+    found = difflib.get_close_matches(name, list(options), 1, 0.75)
+    return found[0] if found and found[0] != name else None
+
+
+# --- the flags terraform 1.11 accepts, per command tfaudit records ---------------------------------
+_OPERATION = frozenset({"lock", "lock-timeout", "state", "state-out", "backup", "parallelism", "refresh", "destroy",
+                        "refresh-only", "target", "replace", "exclude", "allow-deferral", "var", "var-file", "json",
+                        "input", "compact-warnings", "no-color"})
+_STATE = frozenset({"lock", "lock-timeout", "state", "backup", "ignore-remote-version", "no-color"})
+KNOWN_FLAGS: dict[str, frozenset[str]] = {
+    "plan": _OPERATION | {"detailed-exitcode", "out", "generate-config-out"},
+    "apply": _OPERATION | {"auto-approve"},
+    "destroy": _OPERATION | {"auto-approve"},
+    "drift": _OPERATION - {"destroy", "refresh-only"},
+    "import": _STATE | {"config", "input", "var", "var-file", "state-out", "allow-missing-config", "provider",
+                        "parallelism"},
+    "taint": _STATE | {"allow-missing", "state-out"},
+    "untaint": _STATE | {"allow-missing", "state-out"},
+    "state rm": _STATE | {"dry-run"},
+    "state mv": _STATE | {"dry-run", "state-out", "backup-out"},
+    "state push": _STATE | {"force"},
+    "state replace-provider": _STATE | {"auto-approve"},
+}
+
+
+def unknown_flags(command: str, args: Sequence[str]) -> list[str]:
+    """The flags in args that terraform's `command` does not take (as written)."""
+    known = KNOWN_FLAGS.get(command)
+    if known is None:
+        return []
+    return [g[0] for n, g in groups(args) if n is not None and n not in known]
+
+
+def dangling_value_flag(args: Sequence[str]) -> bool:
+    """Whether args ends with a flag that needs a value and has none (terraform: "flag needs an argument")."""
+    found = groups(args)
+    if not found:
+        return False
+    name, group = found[-1]
+    return name in VALUE_FLAGS and len(group) == 1 and "=" not in group[0]
+
+
+def probe_argv(words: Sequence[str], args: Sequence[str], probe: str) -> list[str]:
+    """`words ARGS` with a flag no terraform has after the user's flags: terraform reports the first
+    flag it does not know and stops, so it names the user's flag, or the probe when all are fine."""
+    flags = [a for n, g in groups(args) if n is not None for a in g]
+    return [*words, *flags, probe, *positionals(args)]
+
+
+# --- TF_CLI_ARGS: terraform's extra arguments from the environment -----------------------------
+def env_args(words: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The arguments terraform would take from TF_CLI_ARGS_<command> and TF_CLI_ARGS for the command
+    the user typed (`state mv` reads TF_CLI_ARGS_state_mv), in terraform's order: both go right after
+    the command name, the command's own first."""
+    suffix = "_".join(words).replace("-", "_")
+    out: list[str] = []
+    for name in (f"TF_CLI_ARGS_{suffix}", "TF_CLI_ARGS"):
+        value = env.get(name, "")
+        if value.strip():
+            try:
+                out += shlex.split(value)
+            except ValueError as e:
+                raise UsageError(f"{name} cannot be split: {e}", hint="check its quotes") from None
+    return out
+
+
+def terraform_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for the terraform steps tfaudit runs itself (plan, show, apply, state pull):
+    without TF_CLI_ARGS*, whose arguments tfaudit has already routed to the step they belong to."""
+    return {k: v for k, v in env.items() if k != "TF_CLI_ARGS" and not k.startswith("TF_CLI_ARGS_")}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tfaudit.terraform import proc as _proc
+from tfaudit.terraform.args import probe_argv, terraform_env
 from tfaudit.errors import TerraformError, TerraformNotFound
 
 
@@ -139,11 +140,26 @@ def find_binary(explicit: str | None, env: Mapping[str, str]) -> tuple[str, str]
                                         hint="fix the path, or unset it to search PATH")
             return found, _tool_name(found)
     for name in ("terraform", "tofu"):
-        found = shutil.which(name, path=path_var)
-        if found:
-            return found, _tool_name(found)
+        for directory in path_var.split(os.pathsep):
+            found = shutil.which(name, path=directory or ".")
+            if found and not is_tfaudit(found):  # a `terraform` shim that runs tfaudit must not run itself
+                return found, _tool_name(found)
     raise TerraformNotFound("neither terraform nor tofu was found on PATH",
                             hint="install one, or pass --tf-path / set TFAUDIT_TF_PATH")
+
+
+def is_tfaudit(path: str) -> bool:
+    """Whether `path` is tfaudit itself: its entry point, a link to it, or a small script that runs it
+    (`alias terraform=tfaudit` done with a file on PATH)."""
+    try:
+        real = os.path.realpath(path)
+        if sys.argv and sys.argv[0] and real == os.path.realpath(sys.argv[0]):
+            return True
+        with open(real, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and b"tfaudit" in head
 
 
 def _tool_name(path: str) -> str:
@@ -152,6 +168,7 @@ def _tool_name(path: str) -> str:
 
 def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> Terraform:
     path, tool = find_binary(explicit, env)
+    env = terraform_env(env)  # TF_CLI_ARGS* were routed by tfaudit (terraform.args.env_args) already
     res = _proc.run([path, "version", "-json"], env=env, timeout=60)
     version: str | None = None
     if res.ok:
@@ -163,6 +180,26 @@ def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> T
     if chdir is not None and not Path(chdir).is_dir():
         raise TerraformError(f"-chdir={chdir}: no such directory", hint="check the path given to -chdir")
     return Terraform(path, tool, version, chdir, env)
+
+
+_PROBE = "-tfaudit-flag-probe"
+
+
+def rejected_flags(words: Sequence[str], args: Sequence[str], *, tf_path: str | None, env: Mapping[str, str],
+                   chdir: str | None) -> int | None:
+    """When args has a flag tfaudit does not know for `words`, ask terraform, which stops at the first
+    flag it does not know before doing anything: its own error is shown and its exit code returned
+    (nothing happened, nothing is recorded); None when terraform takes every flag."""
+    path, _tool = find_binary(tf_path, env)
+    argv = [path, *([f"-chdir={chdir}"] if chdir else []), *probe_argv(words, args, _PROBE)]
+    res = _proc.run(argv, env=terraform_env(env), timeout=120)
+    if _PROBE.encode() in res.stderr + res.stdout:
+        return None
+    sys.stdout.buffer.write(res.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(res.stderr)
+    sys.stderr.flush()
+    return res.returncode or 1
 
 
 def sha256_file(path: str | Path) -> str:

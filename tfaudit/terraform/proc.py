@@ -265,3 +265,17 @@ def _stdin_is_tty() -> bool:
         return os.isatty(0)
     except OSError:
         return False
+
+
+def hand_over(argv: Sequence[str], env: Mapping[str, str], *, replace: bool) -> int:
+    """Run argv as if the user had typed it: with replace, tfaudit becomes it (exec: stdin, stdout,
+    stderr, signals and the exit code are the program's own); otherwise (tfaudit runs inside another
+    command, `tfaudit ci run`) as a child on the same terminal, returning its exit code."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if replace and os.name == "posix":
+        os.execve(argv[0], list(argv), dict(env))
+    with forwarding_signals() as fwd:
+        return run_streaming(argv, env=env, forwarder=fwd)

@@ -1,11 +1,14 @@
-"""The console: where a recorded run speaks to the user (stdout, stderr, the approval prompt)."""
+"""Where the user sees things: terraform's approval prompt, tfaudit's warnings and its one summary line."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
+
+from tfaudit.ui.stream import Colorize, approval_prompt
 
 
 @dataclass
@@ -15,6 +18,8 @@ class Console:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     read_line: Callable[[], str] = field(default=lambda: sys.stdin.readline())
+    quiet: bool = False  # --quiet: no summary line of tfaudit's own at the end
+    notes: list[str] = field(default_factory=list)  # remarks folded into that line
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -24,15 +29,22 @@ class Console:
         self.err.write(text + "\n")
         self.err.flush()
 
-    def confirm(self, destroy: bool) -> bool:
-        if destroy:
-            q = ("\nDo you really want to destroy all resources?\n"
-                 "  Terraform will destroy all your managed infrastructure, as shown above.\n"
-                 "  There is no undo. Only 'yes' will be accepted to confirm.\n\n  Enter a value: ")
-        else:
-            q = ("\nDo you want to perform these actions?\n"
-                 "  Terraform will perform the actions described above.\n"
-                 "  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def summary(self, recorded: str, ledger: Path) -> None:
+        """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
+        if self.quiet:
+            return
+        try:
+            where = str(ledger.relative_to(Path.cwd()))
+        except ValueError:
+            where = str(ledger)
+        self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
+
+    def confirm(self, destroy: bool, color: bool = True) -> bool:
+        """terraform's approval prompt, word for word and colour for colour."""
+        q = approval_prompt(destroy, Colorize(color))
         self.out.write(q)
         self.out.flush()
         try:

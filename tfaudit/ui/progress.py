@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 # Reads smaller than this finish before a bar would be worth seeing.
 MIN_BYTES = 256 * 1024
@@ -16,10 +17,10 @@ _WIDTH = 30
 class TerminalProgress:
     """Implements query.Progress; draws on stream only when it is a terminal."""
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.label = label
-        self.enabled = _isatty(self.stream)
+        self.enabled = enabled and _isatty(self.stream)
         self.total = 0
         self.done = 0
         self._last = 0.0
@@ -62,3 +63,45 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class _Tracked:
+    """Delegates to a ledger store or view; its line reads advance a progress bar by bytes read."""
+
+    def __init__(self, inner: Any, progress: Any) -> None:
+        self._inner = inner
+        self._progress = progress
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def lines(self, start: int = 1) -> Iterator[tuple[int, bytes]]:
+        for n, raw in self._inner.lines(start):
+            self._progress.advance(len(raw))
+            yield n, raw
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Parsed records, as the store gives them (lines that are not JSON are verify's business)."""
+        import json
+
+        for _, raw in self.lines():
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+    def snapshot(self) -> _Tracked:
+        return _Tracked(self._inner.snapshot(), self._progress)
+
+
+def tracked(store: Any, progress: Any) -> Any:
+    """store (a LedgerStore) whose reads move progress; the total is the ledger file's size, when it is one."""
+    path = getattr(store, "local_path", None)
+    if path is not None:
+        try:
+            progress.add_total(path.stat().st_size)
+        except OSError:
+            pass  # the read itself reports a missing ledger
+    return _Tracked(store, progress)

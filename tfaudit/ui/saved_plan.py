@@ -6,6 +6,7 @@ import re
 
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 _RULE = "─".encode()
+_LEADING_ANSI = re.compile(rb"(?:\x1b\[0m)+(?=\x1b\[3[13]m)")  # a reset carried over from the line before a box
 
 
 class SavedPlanNote:
@@ -22,7 +23,7 @@ class SavedPlanNote:
     _START = b"Saved the plan to: "
     _MAX_DROPPED = 4  # the block's own lines: a changed format never swallows more than this
 
-    def __init__(self, tool: str, *, replace_with_note: bool) -> None:
+    def __init__(self, tool: str, *, replace_with_note: bool, hold_diagnostics: bool = False) -> None:
         name = "OpenTofu" if tool == "tofu" else "Terraform"
         self.replacement = (
             f"Note: You didn't use the -out option to save this plan, so {name} can't\n"
@@ -33,6 +34,11 @@ class SavedPlanNote:
         self.buf = b""
         self.held: list[bytes] = []  # a horizontal rule (and blank lines) that may precede the block
         self.dropping = 0  # lines still to drop; 0 when not inside the block
+        # `terraform apply -auto-approve` shows the plan's warnings at the end, with the apply's own:
+        # what follows the "Plan:" line up to the rule is kept back for the caller to show then
+        self.hold_diagnostics = hold_diagnostics
+        self.after_plan_line = False
+        self.diagnostics: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -63,8 +69,19 @@ class SavedPlanNote:
         held, self.held = b"".join(self.held), []
         if line.startswith(self._START):
             self.dropping = self._MAX_DROPPED
-            # the rule goes, but not its colour codes: the terminal's colour state stays right
+            if self.diagnostics and self.diagnostics[-1] == b"\n":
+                self.diagnostics.pop()  # without colour, the blank line before the rule belongs to the rule
+            if self.drop_rule:
+                # the rule goes; what the line before it left open (a reset) stays, as terraform apply shows it
+                return held.split(b"\x1b[90m", 1)[0] if b"\x1b[90m" in held else b"".join(_ANSI.findall(held))
             return b"".join(_ANSI.findall(held)) + self.replacement
+        if self.hold_diagnostics and self.after_plan_line:
+            carried = _LEADING_ANSI.match(held + line)
+            lead = carried.group(0) if carried and not self.diagnostics else b""
+            self.diagnostics.append((held + line)[len(lead):])
+            return lead
+        if visible.startswith((b"Plan: ", b"No changes.")):
+            self.after_plan_line = True
         return held + line
 
     def close(self) -> bytes:

@@ -54,3 +54,4 @@ def query_options(query: str, allowed: set[str], url: str) -> dict[str, str]:
         raise UsageError(f"unknown option {unknown[0]!r} in the ledger URL {url}",
                          hint="known: " + ", ".join(sorted(allowed)))
     return opts
+

@@ -57,22 +57,28 @@ CREATE INDEX IF NOT EXISTS tfaudit_records_resource ON tfaudit_records (resource
 CREATE INDEX IF NOT EXISTS tfaudit_records_run ON tfaudit_records (run_id);
 CREATE INDEX IF NOT EXISTS tfaudit_records_time ON tfaudit_records (time);
 CREATE INDEX IF NOT EXISTS tfaudit_records_type ON tfaudit_records (type, seq);
-CREATE TABLE IF NOT EXISTS tfaudit_deliveries (
-    sink text NOT NULL,
-    record_id text NOT NULL,
-    seq bigint NOT NULL,
-    state text NOT NULL CHECK (state IN ('attempting', 'failed', 'delivered')),
-    attempts integer NOT NULL DEFAULT 0,
-    last_error text,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (sink, record_id)
-);
 CREATE TABLE IF NOT EXISTS tfaudit_sinks (
     sink text PRIMARY KEY,
     since_seq bigint NOT NULL,
     mark_seq bigint NOT NULL,
-    enrolled_at timestamptz NOT NULL DEFAULT now()
+    backfill boolean NOT NULL DEFAULT false,
+    delivered_total bigint NOT NULL DEFAULT 0,
+    enrolled_at text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tfaudit_deliveries (
+    sink text NOT NULL,
+    record_id text NOT NULL,
+    seq bigint NOT NULL,
+    run_id text,
+    state text NOT NULL CHECK (state IN ('attempting', 'failed', 'delivered')),
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text,
+    first_attempt_at text,
+    last_attempt_at text,
+    delivered_at text,
+    PRIMARY KEY (sink, record_id)
+);
+CREATE INDEX IF NOT EXISTS tfaudit_deliveries_by_seq ON tfaudit_deliveries (sink, seq);
 """,
 }
 
@@ -94,7 +100,7 @@ def display_url(conninfo: Mapping[str, str]) -> str:
     port = conninfo.get("port", "")
     where = "" if host.startswith("/") or not host else host
     out = f"postgresql://{user + '@' if user else ''}{where}{':' + port if port and where else ''}/{conninfo.get('dbname', '')}"
-    return out + (f"?host={host}" if host.startswith("/") else "")
+    return out + (f"?host={host}" + (f"&port={port}" if port else "") if host.startswith("/") else "")
 
 
 class PostgresStore:
