@@ -79,7 +79,7 @@ class PlanLookup:
         }
 
 
-def lookup(store: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None,
+def lookup(ledger: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None,
            accepted: Sequence[Verifier] = ()) -> PlanLookup:
     """The plan.recorded records for this plan, found through the ledger's plan index
     (tfaudit.trail.planindex: a lookup, not a scan of the whole ledger)."""
