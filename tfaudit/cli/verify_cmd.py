@@ -20,6 +20,7 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command()
 def verify(
+    ctx: typer.Context,
     ledger_arg: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Same as --ledger."),
     ledger_opt: Optional[str] = ledger_option(repeatable=False),
     public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
@@ -36,13 +37,13 @@ def verify(
                                     "signatures and content are NOT checked (no key needed)."),
 ) -> int:
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
-    from tfaudit.cli._ledgers import default_public_keys, ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, default_public_keys, ledger_specs
     from tfaudit.trail.signing import load_verifier
     from tfaudit.trail.verify import verify_ledger
 
     if ledger_arg and ledger_opt and ledger_arg != ledger_opt:
         raise UsageError("give the ledger once: as LEDGER or as --ledger")
-    ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None)[0])
+    ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None, chdir=chdir_of(ctx))[0])
     if chain_only:
         if ledger is None or checkpoints or dsse:
             raise UsageError("--chain-only checks a LEDGER alone", hint="drop --checkpoints/--dsse, give a LEDGER")
