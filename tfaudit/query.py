@@ -223,11 +223,38 @@ def s3_source(url: str, env: Mapping[str, str]) -> tuple[str, RecordSource]:
     return url, read
 
 
+def store_source(url: str, env: Mapping[str, str]) -> tuple[str, RecordSource] | None:
+    """A shared ledger store (s3://, postgresql://), read through the store interface; None when
+    an s3:// URL holds no store (then it is the S3 sink's objects)."""
+    from tfaudit.trail.store import open_store, scheme_of
+
+    if scheme_of(url) == "file":
+        return None
+    store = open_store(url, env)
+    if scheme_of(url) == "s3" and not store.exists():
+        return None
+
+    def read(progress: Progress) -> Iterator[dict[str, Any]]:
+        for _, raw in store.snapshot().lines():
+            progress.advance(len(raw))
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue  # `tfaudit verify` reports these
+            if isinstance(rec, dict):
+                yield rec
+
+    return url, read
+
+
 def sources_for(specs: Sequence[str | Path], env: Mapping[str, str] | None = None) -> list[tuple[str, RecordSource]]:
     out: list[tuple[str, RecordSource]] = []
     for spec in specs:
         text = str(spec)
-        if text.startswith("s3://"):
+        store = store_source(text, env or {}) if "://" in text else None
+        if store is not None:
+            out.append(store)
+        elif text.startswith("s3://"):
             out.append(s3_source(text, env or {}))
         else:
             path = Path(text)
