@@ -31,7 +31,7 @@ from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, parse_plan, plan_checks
 from tfaudit.parse.state import State, parse_state
 from tfaudit.redact import LineScrubber, Redactor
-from tfaudit.ui.console import Console
+from tfaudit.ui.console import Console as Console  # re-exported: run.state, run.drift, the CLI
 from tfaudit.ui.stream import StreamRenderer, redact_json_line
 from tfaudit.trail.signing import Signer, default_key_path, generate_keypair, load_signer
 from tfaudit.terraform.args import plan_out, split_args
@@ -259,8 +259,10 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                             gate.refusal.message)
         has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
         if not saved_plan and has_changes and not split.auto_approve:
-            if not console.confirm(destroy=inv.command == "destroy", color=not split.no_color):
-                console.say(("Destroy" if inv.command == "destroy" else "Apply") + " cancelled.")
+            approved = console.confirm(destroy=inv.command == "destroy", color=not split.no_color)
+            if not approved:
+                if approved is False:  # None: no answer at all (EOF), which terraform reports as an error
+                    console.say(("Destroy" if inv.command == "destroy" else "Apply") + " cancelled.")
                 return int(ExitCode.FAILURE)
 
         started = records.base_record("run.started", run, session.actor,
@@ -321,7 +323,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                        _outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = publish(session, recs, applied=True)
     console.summary(f"run {run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
-                    if changes else f"run {run_id[:8]} (no changes)", session.ledger.path)
+                    if changes else f"run {run_id[:8]} (no changes)", session.ledger)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
@@ -458,7 +460,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     if analysis.findings:
         rec["findings"] = analysis.findings
     override = publish(session, [rec])
-    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger.path)
+    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger)
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)

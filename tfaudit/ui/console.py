@@ -6,9 +6,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tfaudit.ui.stream import Colorize, approval_prompt
+from tfaudit.ui.stream import Colorize, approval_prompt, columns, diagnostic_text
+
+if TYPE_CHECKING:
+    from tfaudit.trail.store import LedgerStore
 
 
 @dataclass
@@ -32,18 +35,22 @@ class Console:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def summary(self, recorded: str, ledger: Path) -> None:
+    def summary(self, recorded: str, ledger: LedgerStore) -> None:
         """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
         if self.quiet:
             return
-        try:
-            where = str(ledger.relative_to(Path.cwd()))
-        except ValueError:
-            where = str(ledger)
+        path = ledger.local_path
+        where = ledger.url
+        if path is not None:
+            try:
+                where = str(path.relative_to(Path.cwd()))
+            except ValueError:
+                where = str(path)
         self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
 
-    def confirm(self, destroy: bool, color: bool = True) -> bool:
-        """terraform's approval prompt, word for word and colour for colour."""
+    def confirm(self, destroy: bool, color: bool = True) -> bool | None:
+        """terraform's approval prompt, word for word and colour for colour: True for 'yes', False for
+        another answer, None when stdin ended first (terraform's error for that is shown)."""
         q = approval_prompt(destroy, Colorize(color))
         self.out.write(q)
         self.out.flush()
@@ -51,5 +58,10 @@ class Console:
             answer = self.read_line()
         except (EOFError, OSError):
             answer = ""
+        if not answer:
+            diag = {"severity": "error", "summary": "error asking for approval: EOF", "detail": ""}
+            self.err.write(diagnostic_text(diag, Colorize(color), columns(self.err)))
+            self.err.flush()
+            return None
         self.out.write("\n")
         return answer.strip() == "yes"
