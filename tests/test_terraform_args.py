@@ -164,7 +164,9 @@ def test_every_command_of_tfaudits_is_known_to_the_router() -> None:
 
     from tfaudit.cli.app import _own_commands, app
 
-    assert set(typer.main.get_command(app).commands) == _own_commands()  # type: ignore[attr-defined]
+    from tfaudit.cli.entry import OWN_COMMANDS
+
+    assert set(typer.main.get_command(app).commands) == _own_commands() == OWN_COMMANDS  # type: ignore[attr-defined]
 
 
 def test_tf_cli_args_in_terraforms_order_and_kept_from_tfaudits_own_steps() -> None:
