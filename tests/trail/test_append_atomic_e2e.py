@@ -43,7 +43,7 @@ def test_full_disk_during_the_closing_append_leaves_the_ledger_as_it_was(
     before = ledger.read_bytes()
     started_line = next(ln for ln in before.splitlines() if b'"type":"run.started"' in ln)
     limit = len(before) + len(started_line) + 600  # room for this run's run.started, not for its closing batch
-    assert max(p.stat().st_size for p in work.glob("*.tfstate*")) < limit - len(before)
+    assert max(p.stat().st_size for p in work.glob("*.tfstate*")) < limit - 2000  # terraform's own files fit
 
     full = apply(2, limit)
     assert full.returncode == 4, full.stdout + full.stderr
@@ -55,7 +55,8 @@ def test_full_disk_during_the_closing_append_leaves_the_ledger_as_it_was(
     added = after[len(before):].splitlines()
     assert [json.loads(ln)["type"] for ln in added] == ["run.started"]  # the batch left no byte behind
     state = json.loads((work / "terraform.tfstate").read_text())
-    assert state["resources"], "terraform's own state write was not limited"
+    network = next(r for r in state["resources"] if r["name"] == "network")
+    assert network["instances"][0]["attributes"]["input"]["value"]["release"] == 2  # terraform's own write was not limited
 
     again = apply(3)  # space is back
     assert again.returncode == 0, again.stderr

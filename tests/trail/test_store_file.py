@@ -50,7 +50,8 @@ def _ledger(tmp_path: Path, signer, runs: int = 30) -> Path:
 def test_reading_from_a_position_seeks_and_agrees_with_a_full_read(tmp_path: Path, signer, monkeypatch) -> None:
     from tfaudit.trail import filelines
 
-    monkeypatch.setattr(filelines, "CHUNK", 256)  # many bisection steps on a small file
+    monkeypatch.setattr(filelines, "CHUNK", 256)
+    monkeypatch.setattr(filelines, "PROBE", 128)  # many bisection steps on a small file
     path = _ledger(tmp_path, signer)
     store = open_store(path)
     full = list(store.lines())
@@ -66,6 +67,7 @@ def test_a_damaged_ledger_is_read_whole_from_the_start(tmp_path: Path, signer, m
     from tfaudit.trail import filelines
 
     monkeypatch.setattr(filelines, "CHUNK", 256)
+    monkeypatch.setattr(filelines, "PROBE", 128)
     path = _ledger(tmp_path, signer, runs=10)
     lines = path.read_bytes().splitlines(keepends=True)
     lines[20] = b"not json\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import List, Optional
 
 import typer
@@ -14,6 +15,9 @@ from tfaudit.errors import UsageError
 from tfaudit.cli._ledgers import ReadFormat as LogFormat
 from tfaudit.cli._ledgers import format_option, ledger_option
 
+
+_COLOURS = {"succeeded": "green", "planned": "cyan", "partial": "yellow", "failed": "red", "blocked": "red",
+            "interrupted": "yellow", "unfinished": "magenta", "drifted": "yellow", "out_of_band": "magenta"}
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
@@ -53,11 +57,18 @@ def log_(
     if fmt is LogFormat.JSON:
         typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
         return 0
+    tty = sys.stdout.isatty()  # a header and colour for people; plain lines for pipes and files
+    if tty and found:
+        typer.secho(f"{'TIME':<21} {'ACTOR':<12} {'WORKSPACE':<10} {'COMMAND':<8} {'OUTCOME':<11} CHANGES  [RUN]",
+                    bold=True)
     for r in found:
         counts = ", ".join(f"{v} {k}" for k, v in sorted((r.counts or r.planned).items())) or "no changes"
         extra = f"  {len(r.findings)} finding(s)" if r.findings else ""
+        status = f"{r.status:<11}"
+        if tty:
+            status = typer.style(status, fg=_COLOURS.get(r.status))
         typer.echo(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
-                   f"{r.status:<11} {counts}{extra}  [{r.run_id[:8]}]")
+                   f"{status} {counts}{extra}  [{r.run_id[:8]}]")
     if not found:
         typer.echo("no runs recorded" if not any((since, until, actor, workspace, outcomes)) else "no runs match")
     return 0

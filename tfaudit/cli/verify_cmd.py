@@ -50,10 +50,12 @@ def verify(
 
         with TerminalProgress("verifying") as progress:
             report = verify_ledger(tracked(open_existing(ledger), progress), verifiers)
-    if ledger is not None and report is not None and report.local_path is None and (checkpoints or dsse):
-        raise UsageError(f"--checkpoints and --dsse check a ledger file, not {ledger}",
+    shared = ledger is not None and report is not None and report.local_path is None
+    if shared and dsse:
+        raise UsageError(f"--dsse checks envelopes against a ledger file, not {ledger}",
                          hint="export the store to a file first ('tfaudit export')")
-    extras = verify_extras(Path(ledger) if ledger is not None else None, verifiers, checkpoints, dsse)
+    extras = verify_extras(ledger if shared else Path(ledger) if ledger is not None else None, verifiers,
+                           checkpoints, dsse)
     ok = (report is None or report.ok) and extras.ok
     if as_json:
         typer.echo(json.dumps({**(report.as_dict() if report else {}), **extras.data, "ok": ok}, indent=2))

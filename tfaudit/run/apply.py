@@ -107,7 +107,9 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     work_dir = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
     cfg = load_config(inv.config or env.get("TFAUDIT_CONFIG"), work_dir)
     find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
-    ledger = open_store(resolve_ledger_path(inv, cfg, env, work_dir), env)
+    explicit = inv.ledger or env.get("TFAUDIT_LEDGER")
+    shared = explicit if explicit and "://" in explicit and not explicit.startswith("file://") else None
+    ledger = open_store(shared or resolve_ledger_path(inv, cfg, env, work_dir), env)
     ledger.check_writable()
     signer = resolve_signer(inv, cfg, env, console)
     tf = detect(inv.tf_path, env, inv.chdir)
@@ -181,9 +183,9 @@ def _deliver(session: Session) -> int:
                              session.redactor, session.console.warn)
 
 
-def _outbox_base(ledger: LedgerStore) -> Path:
-    """Where delivery keeps its outbox: beside a file ledger."""
-    return ledger.local_path or Path(ledger.url)
+def _outbox_base(ledger: LedgerStore) -> Path | LedgerStore:
+    """Where delivery keeps its outbox: beside a file ledger; a shared store keeps its own."""
+    return ledger.local_path or ledger
 
 
 def _anchor(session: Session) -> int:

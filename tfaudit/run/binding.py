@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfaudit.errors import LedgerNotFound, PolicyError, VerificationError
+from tfaudit.errors import PolicyError, VerificationError
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
@@ -80,28 +80,20 @@ class PlanLookup:
 
 def lookup(ledger: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signer | None,
            accepted: Sequence[Verifier] = ()) -> PlanLookup:
-    match = same_path = other_key = None
-    target = plan_file.resolve()
-    try:
-        recs = list(ledger.records())
-    except LedgerNotFound:
-        recs = []  # a new ledger has no plans recorded yet
-    for rec in recs:
-        if rec.get("type") != "plan.recorded":
-            continue
-        plan = _obj(rec, "plan")
-        run = _obj(rec, "run")
-        if plan.get("sha256") == plan_sha256:
-            if signer is None or _signed_by(rec, signer) or any(_verifies(rec, v) for v in accepted):
-                match = rec
-            else:
-                other_key = rec
-        pf = run.get("plan_file")
-        if isinstance(pf, str) and pf:
-            p = Path(pf) if Path(pf).is_absolute() else Path(str(run.get("working_dir", ""))) / pf
-            if p.resolve() == target:
-                same_path = rec
-    return PlanLookup(match, same_path, other_key)
+    """The plan.recorded records for this plan, found through the ledger's plan index
+    (tfaudit.trail.planindex: a lookup, not a scan of the whole ledger)."""
+    import os
+
+    from tfaudit.trail.planindex import plan_records
+
+    match = other_key = None
+    by_sha, by_path = plan_records(ledger, plan_sha256, plan_file, os.environ)
+    for rec in by_sha:
+        if signer is None or _signed_by(rec, signer) or any(_verifies(rec, v) for v in accepted):
+            match = rec
+        else:
+            other_key = rec
+    return PlanLookup(match, by_path[-1] if by_path else None, other_key)
 
 
 def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:

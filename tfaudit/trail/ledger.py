@@ -12,7 +12,6 @@ exactly as it was. Readers take a shared lock just long enough to fix the size t
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from tfaudit.schema import validate_record
 from tfaudit.trail import filelines
 from tfaudit.trail.repair import TornTail, digest, quarantine_path
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
-from tfaudit.trail.store import Appended, Tail
+from tfaudit.trail.store import Appended, Tail, parsed_records
 
 
 def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer) -> list[Appended]:
@@ -215,13 +214,7 @@ class Ledger:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Parsed records, skipping lines that are not JSON (use verify to find those)."""
-        for _, raw in self.lines():
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+        return parsed_records(self.lines())
 
 
 class FileView:

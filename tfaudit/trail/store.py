@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -127,6 +127,19 @@ class LedgerStore(Protocol):
         ...
 
 
+def parsed_records(lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
+    """The records among (position, line) pairs, skipping lines that are not JSON objects (verify reports them)."""
+    import json
+
+    for _, raw in lines:
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
+
+
 class SeqView:
     """A snapshot for stores whose positions are chain seqs and whose lines never change once
     committed (S3, PostgreSQL): the tail is read once, and reads stop at it."""
@@ -197,3 +210,32 @@ def open_existing(url: str | Path, env: Mapping[str, str] | None = None) -> Ledg
         raise LedgerNotFound(f"ledger {store.url} does not exist",
                              hint="check the path (or --ledger), or run a wrapped command first")
     return store
+
+
+def sidecar_path(ledger: LedgerStore, suffix: str, env: Mapping[str, str]) -> Path:
+    """Where a cache derived from a ledger lives (the Merkle frontier, the plan index): beside a file
+    ledger (`LEDGER.suffix`); for a shared store, in the user's cache directory, keyed by its URL.
+    Such caches only ever save time: readers check them against the ledger before use."""
+    import hashlib
+
+    path = ledger.local_path
+    if path is not None:
+        return path.with_name(f"{path.name}.{suffix}")
+    cache = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME") or Path.home()) / ".cache")
+    return cache / "tfaudit" / f"{suffix}-{hashlib.sha256(ledger.url.encode()).hexdigest()[:16]}.json"
+
+
+def save_sidecar(path: Path, text: str) -> None:
+    """Write a cache atomically (a temporary file renamed over the old one); failing only costs speed."""
+    import os
+
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from tfaudit.errors import InputError, UsageError
-from tfaudit.trail.ledger import Ledger
 from tfaudit.trail.signing import line_digest
-from tfaudit.trail.store import LedgerStore
+from tfaudit.trail.store import LedgerStore, open_existing
 
 
 @runtime_checkable
@@ -56,7 +55,7 @@ def read_chain(path: Path) -> list[bytes]:
     left to `tfaudit verify`, which needs the public keys)."""
     lines: list[bytes] = []
     prev: str | None = None
-    for n, raw in Ledger(path).lines():
+    for n, raw in open_existing(path).snapshot().lines():
         if not raw.endswith(b"\n"):
             raise InputError(f"{path}: line {n} is incomplete (a torn write)",
                              hint=f"run 'tfaudit verify {path}'; only an intact ledger can be imported")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail, SeqView
+from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, tail_of_line
 
 if TYPE_CHECKING:
@@ -340,10 +340,4 @@ class PostgresStore:
         return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
-        for _, raw in self.lines():
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+        return parsed_records(self.lines())

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import _aws
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail, SeqView
+from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, query_options, tail_of_line
 
 if TYPE_CHECKING:
@@ -320,13 +320,7 @@ class S3Store:
         return SeqView(self)
 
     def records(self) -> Iterator[dict[str, Any]]:
-        for _, raw in self.lines():
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+        return parsed_records(self.lines())
 
     def import_lines(self, lines: Sequence[bytes]) -> int:
         """Put an existing chain's exact lines in an empty store as batches at their own positions."""
