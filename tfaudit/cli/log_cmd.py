@@ -24,6 +24,7 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command("log")
 def log_(
+    ctx: typer.Context,
     ledgers: Optional[List[str]] = typer.Argument(None, metavar="[LEDGER]...",
                                                   help="Same as --ledger (either form; both add up)."),
     ledger: Optional[List[str]] = ledger_option(),
@@ -37,7 +38,7 @@ def log_(
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
 ) -> int:
     """Runs, newest first: time, actor, workspace, command, outcome, counts."""
-    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, ledger_specs
     from tfaudit.query import Filters, RunStatus, parse_when, runs
     from tfaudit.ui.progress import TerminalProgress
 
@@ -51,7 +52,7 @@ def log_(
         until=parse_when(until, "--until") if until else None,
         actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
     with TerminalProgress("reading ledgers") as progress:
-        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config), filters, progress, env=os.environ)
+        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config, chdir_of(ctx)), filters, progress, env=os.environ)
     if limit:
         found = found[:limit]
     if fmt is LogFormat.JSON:

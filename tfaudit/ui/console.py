@@ -6,12 +6,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tfaudit.ui.stream import Colorize, approval_prompt, columns, diagnostic_text
-
-if TYPE_CHECKING:
-    from tfaudit.trail.store import LedgerStore
 
 
 @dataclass
@@ -35,17 +32,14 @@ class Console:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def summary(self, recorded: str, ledger: LedgerStore) -> None:
+    def summary(self, recorded: str, ledger: Path) -> None:
         """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
         if self.quiet:
             return
-        path = ledger.local_path
-        where = ledger.url
-        if path is not None:
-            try:
-                where = str(path.relative_to(Path.cwd()))
-            except ValueError:
-                where = str(path)
+        try:
+            where = str(ledger.relative_to(Path.cwd()))
+        except ValueError:
+            where = str(ledger)
         self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
 
     def confirm(self, destroy: bool, color: bool = True) -> bool | None:
