@@ -10,24 +10,20 @@ from __future__ import annotations
 import os
 import sys
 
-from tfaudit.terraform.args import Handler, parse_command_line, route
-
-# tfaudit's commands and command groups (tests check this against the typer app)
-OWN_COMMANDS = frozenset({
-    "analyze", "apply", "ci", "config", "destroy", "drift", "export", "flush", "history", "hook", "import",
-    "keygen", "kms-pubkey", "ledger", "log", "plan", "prove", "report", "state", "status", "taint", "untaint",
-    "verify", "verify-proof",
-})
+from tfaudit.terraform.args import TERRAFORM_COMMANDS, Handler, parse_command_line, route
 
 
 def main() -> int:
     line = parse_command_line(sys.argv[1:], os.environ.get("TFAUDIT_LOG_FORMAT"))
-    if route(line, OWN_COMMANDS).handler is Handler.TERRAFORM:
+    # only terraform's command words take the short way: no command of tfaudit's is one of them, so
+    # the router needs no list of tfaudit's commands here (the CLI routes everything else itself)
+    where = route(line, ()) if line.args and line.args[0] in TERRAFORM_COMMANDS else None
+    if where is not None and where.handler is Handler.TERRAFORM:
         from tfaudit.cli.terraform_cmd import answer
         from tfaudit.errors import TfauditError
 
         try:
-            return answer(route(line, OWN_COMMANDS), line.chdir, os.environ, replace=True)
+            return answer(where, line.chdir, os.environ, replace=True)
         except TfauditError:
             pass  # no terraform to hand over to: the CLI says so, with its exit code
     from tfaudit.cli.app import main as cli_main
