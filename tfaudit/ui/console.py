@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from tfaudit.ui.stream import Colorize, approval_prompt
+from tfaudit.ui.stream import Colorize, approval_prompt, columns, diagnostic_text
 
 
 @dataclass
@@ -42,8 +42,9 @@ class Console:
             where = str(ledger)
         self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
 
-    def confirm(self, destroy: bool, color: bool = True) -> bool:
-        """terraform's approval prompt, word for word and colour for colour."""
+    def confirm(self, destroy: bool, color: bool = True) -> bool | None:
+        """terraform's approval prompt, word for word and colour for colour: True for 'yes', False for
+        another answer, None when stdin ended first (terraform's error for that is shown)."""
         q = approval_prompt(destroy, Colorize(color))
         self.out.write(q)
         self.out.flush()
@@ -51,5 +52,10 @@ class Console:
             answer = self.read_line()
         except (EOFError, OSError):
             answer = ""
+        if not answer:
+            diag = {"severity": "error", "summary": "error asking for approval: EOF", "detail": ""}
+            self.err.write(diagnostic_text(diag, Colorize(color), columns(self.err)))
+            self.err.flush()
+            return None
         self.out.write("\n")
         return answer.strip() == "yes"
