@@ -122,7 +122,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     if cfg.section("sink"):  # owe the sinks every record this run writes, before it writes one
         from tfaudit.sinks.delivery import prepare
 
-        prepare(_outbox_base(ledger), cfg.section("sink"), cfg.section("delivery"), console.warn)
+        prepare(ledger, cfg.section("sink"), cfg.section("delivery"), console.warn)
     # GitHub Actions OIDC identity claims into actor.ci.oidc (never the token itself)
     if ident.ci and env.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
         from tfaudit.identity import oidc
@@ -177,13 +177,8 @@ def _deliver(session: Session) -> int:
         return 0
     from tfaudit.sinks.delivery import deliver_after_run
 
-    return deliver_after_run(_outbox_base(session.ledger), specs, session.config.section("delivery"), session.env,
+    return deliver_after_run(session.ledger, specs, session.config.section("delivery"), session.env,
                              session.redactor, session.console.warn)
-
-
-def _outbox_base(ledger: LedgerStore) -> Path:
-    """Where delivery keeps its outbox: beside a file ledger."""
-    return ledger.local_path or Path(ledger.url)
 
 
 def _anchor(session: Session) -> int:
