@@ -12,7 +12,7 @@ For each size it writes a ledger of chained records (scripts/bench_checkpoints.p
   lines appended since its last use, then the records it points to), best of 3;
 - its anchor: the whole-ledger scan that the lookup was before the index (every line parsed; once);
 - first lookup: building the index from nothing (once per ledger, or when it no longer fits);
-- out-of-band check (`run.state.last_known_state`): the newest state record of the workspace,
+- out-of-band check (`run.outofband.last_known_state`): the newest state record of the workspace,
   12 records from the tail, read backwards through the store; its anchor is the same
   whole-ledger scan.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_checkpoints import append_run, fast_ledger  # noqa: E402
 from tfaudit import records  # noqa: E402
 from tfaudit.run.binding import lookup  # noqa: E402
-from tfaudit.run.state import last_known_state  # noqa: E402
+from tfaudit.run.outofband import last_known_state  # noqa: E402
 from tfaudit.trail.signing import generate_keypair, load_signer  # noqa: E402
 from tfaudit.trail.store import open_store  # noqa: E402
 

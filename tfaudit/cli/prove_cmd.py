@@ -197,7 +197,7 @@ class VerifyExtras:
         self.data: dict[str, object] = {}
 
 
-def verify_extras(ledger: Path | None, verifiers: list[Verifier], checkpoints: str | None,
+def verify_extras(ledger: Path | str | None, verifiers: list[Verifier], checkpoints: str | None,
                   dsse: Path | None) -> VerifyExtras:
     out = VerifyExtras()
     if checkpoints:
@@ -221,7 +221,7 @@ def verify_extras(ledger: Path | None, verifiers: list[Verifier], checkpoints: s
     if dsse is not None:
         from tfaudit.export.intoto import verify_envelope_file
 
-        env = verify_envelope_file(dsse, verifiers, ledger)
+        env = verify_envelope_file(dsse, verifiers, Path(ledger) if ledger is not None else None)
         out.data["dsse"] = env.as_dict()
         for n, msg in env.problems:
             out.lines.append(f"{dsse}:{n}: dsse: {msg}")
