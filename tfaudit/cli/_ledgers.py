@@ -44,6 +44,8 @@ def ledger_specs(given: Sequence[str | Path] | None, config: str | None = None) 
     from tfaudit.config import load_config
 
     cfg = load_config(config or os.environ.get("TFAUDIT_CONFIG"), Path.cwd())
+    if cfg.ledger.url is not None:
+        return [cfg.ledger.url]
     if cfg.ledger.path is not None:
         return [str(cfg.ledger.path)]
     default = Path(".tfaudit") / "ledger.jsonl"

@@ -30,7 +30,7 @@ def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
-    given = ledger or os.environ.get("TFAUDIT_LEDGER")
+    given = ledger or os.environ.get("TFAUDIT_LEDGER") or cfg.ledger.url
     ledger_path: Where
     if given and "://" in given:  # a shared store keeps the delivery state itself
         from tfaudit.trail.store import open_store

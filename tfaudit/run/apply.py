@@ -109,6 +109,7 @@ def open_session(inv: Invocation, env: Mapping[str, str], console: Console) -> S
     find_binary(inv.tf_path, env)  # fail on a missing terraform before touching anything
     explicit = inv.ledger or env.get("TFAUDIT_LEDGER")
     shared = explicit if explicit and "://" in explicit and not explicit.startswith("file://") else None
+    shared = shared or (None if explicit else cfg.ledger.url)
     ledger = open_store(shared or resolve_ledger_path(inv, cfg, env, work_dir), env)
     ledger.check_writable()
     signer = resolve_signer(inv, cfg, env, console)
@@ -323,7 +324,7 @@ def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None =
                        _outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
     override = publish(session, recs, applied=True)
     console.summary(f"run {run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
-                    if changes else f"run {run_id[:8]} (no changes)", session.ledger.path)
+                    if changes else f"run {run_id[:8]} (no changes)", session.ledger.local_path or session.ledger.url)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc
@@ -460,7 +461,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
     if analysis.findings:
         rec["findings"] = analysis.findings
     override = publish(session, [rec])
-    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger.path)
+    console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run_id[:8]})", session.ledger.local_path or session.ledger.url)
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)
