@@ -148,3 +148,46 @@ def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path,
     percents = [float(f.split("%")[0].split()[-1]) for f in frames]
     # one bar for reading and verifying: it does not reach 100% before the verification pass is done
     assert percents[-1] == 100.0 and any(50 <= p < 100 for p in percents), percents
+
+
+def test_log_has_a_header_and_colour_on_a_terminal_and_is_plain_when_piped(trail: dict[str, Any],
+                                                                         base_env: dict[str, str]) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "tfaudit", "log", "--ledger", str(trail["ledger"])]
+    piped = subprocess.run(argv, env=base_env, capture_output=True, text=True, timeout=60).stdout
+    assert piped.splitlines()[0].startswith("2026-11-02 10:00:00Z  bob") and "\x1b[" not in piped
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, env=base_env, stdout=slave, stderr=subprocess.DEVNULL)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    text = out.decode()
+    assert "TIME" in text.splitlines()[0] and "OUTCOME" in text.splitlines()[0]
+    assert "\x1b[32msucceeded" in text and "\x1b[33mpartial" in text
+
+
+@pytest.mark.slow
+@pytest.mark.terraform
+def test_drift_format_json_keeps_stdout_for_the_json(tf_workdir: Callable[[str], Path], keypair: tuple[Path, Path],
+                                                     run_tfaudit: Callable[..., CliResult]) -> None:
+    wd = tf_workdir("quickstart")
+    env = {"TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    assert run_tfaudit("apply", "-auto-approve", cwd=wd, env=env).returncode == 0
+    res = run_tfaudit("drift", "--format", "json", cwd=wd, env=env)
+    assert res.returncode == 0, res.output
+    doc = json.loads(res.stdout)  # terraform's own output went to stderr
+    assert doc["exit_code"] == 0 and doc["drifted"] == [] and doc["ledger"].endswith("ledger.jsonl")
+    assert "No changes" in res.stderr or "no drift" in res.stderr.lower()

@@ -216,7 +216,15 @@ def test_interactive_approval_like_terraform(e2e: dict[str, Any]) -> None:
     assert "Saved the plan to" not in no.stdout and "tfaudit.tfplan" not in no.stdout
     assert "Apply cancelled." in no.stdout
     assert not (work / "terraform.tfstate").exists()
-    assert not ledger.exists() or ledger.read_text() == ""
+    # declining is recorded: who declined which plan, and when; nothing was applied
+    declined = read_ledger(ledger)
+    assert [r["type"] for r in declined] == ["run.started", "run.finished"]
+    started, finished = declined
+    assert finished["outcome"]["status"] == "declined" and finished["outcome"]["exit_code"] == 1
+    assert finished["outcome"]["reason"] == "approval declined at the prompt"
+    assert finished["actor"]["user"] == "alice" and finished["time"] >= started["time"]
+    assert len(started["plan"]["sha256"]) == 64 and started["plan"]["summary"]["create"] >= 1
+    assert finished["outcome"]["counts"]["succeeded"] == 0 and finished["outcome"]["state"]["after"] is None
     yes = apply(input="yes\n")
     assert yes.returncode == 0, yes.output
     assert "Apply complete!" in yes.stdout

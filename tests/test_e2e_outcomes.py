@@ -254,3 +254,32 @@ def test_corrupt_saved_plan_gives_terraforms_own_words(oc: dict[str, Any], base_
     assert "Failed to read the given file as a state or plan file" in r.stderr, r.stderr
     assert "not a valid zip file" in r.stderr
     assert "\x1b[" not in r.stderr and "╷" not in r.stderr
+
+
+def test_moves_forgets_imports_and_target_agree_with_the_state(tf_workdir: Callable[[str], Path],
+                                                                keypair: tuple[Path, Path], base_env: dict[str, str],
+                                                                run_tfaudit: Callable[..., CliResult]) -> None:
+    work = tf_workdir("outcomes-moves")
+    env = {"TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    ledger = work / ".tfaudit" / "ledger.jsonl"
+    assert run_tfaudit("apply", "-auto-approve", cwd=work, env=env).returncode == 0
+    shutil.copy(work / "stage2" / "main.tf", work / "main.tf")
+    r = run_tfaudit("apply", "-auto-approve", cwd=work, env=env)
+    assert r.returncode == 0, r.output
+    recs = _run_records(read_ledger(ledger))
+    state = _state(work, base_env)
+    assert set(state) == {"terraform_data.new_name", "terraform_data.imported", "terraform_data.targeted",
+                          "terraform_data.untargeted"}
+    assert (recs["terraform_data.new_name"]["action"], recs["terraform_data.new_name"]["status"]) == ("move", "succeeded")
+    assert [p["action"] for p in recs["terraform_data.new_name"]["phases"]] == ["move"]
+    assert (recs["terraform_data.to_forget"]["action"], recs["terraform_data.to_forget"]["status"]) == ("forget", "succeeded")
+    imported = recs["terraform_data.imported"]
+    assert (imported["action"], imported["status"]) == ("import", "succeeded")
+    assert imported["after"]["id"] == "import-me-123" == state["terraform_data.imported"]["id"]
+
+    r = run_tfaudit("apply", "-auto-approve", "-var", "gen=2", "-target=terraform_data.targeted", cwd=work, env=env)
+    assert r.returncode == 0, r.output
+    recs = _run_records(read_ledger(ledger))
+    assert set(recs) == {"terraform_data.targeted"}
+    assert recs["terraform_data.targeted"]["status"] == "succeeded"
+    assert recs["terraform_data.targeted"]["after"]["input"] == 2

@@ -76,8 +76,6 @@ def test_two_runners_at_different_paths_continue_one_chain(store: tuple[str, dic
     assert res.returncode == 0 and "OK:" in res.stdout, res.output
 
 
-@pytest.mark.xfail(strict=True, reason="out-of-band detection keys on the working directory until it keys on "
-                                        "the state's identity (helper 'run'); remove this mark when that lands")
 def test_the_outside_change_between_runners_is_reported(store: tuple[str, dict[str, str]], tmp_path: Path,
                                                         base_env: dict[str, str],
                                                         run_tfaudit: Callable[..., Any]) -> None:

@@ -90,7 +90,7 @@ TAIL = (b"\x1b[0m\n\nSaved the plan to: /tmp/tfaudit-x/tfaudit.tfplan\n\nTo perf
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
 def test_temporary_plan_file_is_never_shown(chunk: int) -> None:
-    from tfaudit.terraform.binary import SavedPlanNote
+    from tfaudit.ui.saved_plan import SavedPlanNote
 
     text = b"Plan: 1 to add, 0 to change, 0 to destroy.\n" + TAIL
     for as_note in (True, False):
@@ -102,7 +102,7 @@ def test_temporary_plan_file_is_never_shown(chunk: int) -> None:
 
 
 def test_prompts_without_newline_pass_at_once() -> None:
-    from tfaudit.terraform.binary import SavedPlanNote
+    from tfaudit.ui.saved_plan import SavedPlanNote
 
     f = SavedPlanNote("tofu", replace_with_note=True)
     assert f.feed(b"var.region\n  Enter a value: ") == b"var.region\n  Enter a value: "
@@ -116,7 +116,7 @@ RULE = "\x1b[0m\x1b[90m\n{}\x1b[0m\n".format("─" * 40).encode()
 
 @pytest.mark.parametrize("chunk", [1, 5, 10_000])
 def test_apply_drops_the_rule_before_the_block_but_keeps_other_rules(chunk: int) -> None:
-    from tfaudit.terraform.binary import SavedPlanNote
+    from tfaudit.ui.saved_plan import SavedPlanNote
 
     drift = b"Note: Objects have changed outside of Terraform\n" + RULE + b"\nTerraform used the providers\n"
     text = drift + b"Plan: 1 to add, 0 to change, 0 to destroy.\n" + RULE + TAIL
@@ -130,7 +130,7 @@ def test_apply_drops_the_rule_before_the_block_but_keeps_other_rules(chunk: int)
 
 
 def test_a_prompt_after_a_rule_is_never_held_back() -> None:
-    from tfaudit.terraform.binary import SavedPlanNote
+    from tfaudit.ui.saved_plan import SavedPlanNote
 
     f = SavedPlanNote("terraform", replace_with_note=False)
     shown = f.feed(RULE + b"\nvar.region\n  Enter a value: ")

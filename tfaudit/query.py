@@ -383,31 +383,6 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
     changes: list[Change] = []
     run_status: dict[str, str] = {}
     for source, rec in iter_records(paths, progress, env):
-        run = _obj(rec, "run")
-        rid = str(run.get("id", ""))
-        if rec.get("type") == "run.finished":
-            outcome = _obj(rec, "outcome")
-            run_status[rid] = str(outcome.get("status", "?"))
-            continue
-        if rec.get("type") != "resource.changed":
-            continue
-        res = _obj(rec, "resource")
-        actor = _obj(rec, "actor")
-        chain = _obj(rec, "chain")
-        changes.append(Change(
-            time=str(rec.get("time", "")), seq=chain.get("seq") if isinstance(chain.get("seq"), int) else None,
-            ledger=source, run_id=rid, command=str(run.get("command", "?")),
-            workspace=str(run.get("workspace", "?")), working_dir=str(run.get("working_dir", "")),
-            actor=str(actor.get("user", "?")), actor_block=actor, address=str(res.get("address", "")),
-            previous_address=res.get("previous_address") or None, action=str(res.get("action", "?")),
-            actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
-            changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
-            error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
-            phases=tuple(p for p in res.get("phases") or [] if isinstance(p, Mapping)),
-            evidence=tuple(e for e in res.get("evidence") or [] if isinstance(e, Mapping)),
-            after_source=res.get("after_source") if isinstance(res.get("after_source"), str) else None,
-            planned_after=_obj(res, "planned_after"),
-        ))
         rid = str(_obj(rec, "run").get("id", ""))
         rtype = rec.get("type")
         if rtype == "run.finished":
@@ -444,6 +419,10 @@ def _change(source: str, rec: Mapping[str, Any]) -> Change:
         actions=tuple(res.get("actions") or ()), status=str(res.get("status", "?")), run_status="",
         changed_paths=tuple(res.get("changed_paths") or ()), before=res.get("before"), after=res.get("after"),
         error=res.get("error"), findings=tuple(f for f in res.get("findings") or [] if isinstance(f, Mapping)),
+        phases=tuple(p for p in res.get("phases") or [] if isinstance(p, Mapping)),
+        evidence=tuple(e for e in res.get("evidence") or [] if isinstance(e, Mapping)),
+        after_source=res.get("after_source") if isinstance(res.get("after_source"), str) else None,
+        planned_after=_obj(res, "planned_after"),
     )
 
 

@@ -65,6 +65,7 @@ class RunInfo:
     plan_sha256: str | None = None
     plan_file: str | None = None
     started_at: str = field(default_factory=now)
+    state_id: str | None = None  # the state's backend and location (tfaudit.run.outofband.state_identity)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,17 +79,19 @@ class RunInfo:
             "plan_sha256": self.plan_sha256,
             "plan_file": self.plan_file,
             "started_at": self.started_at,
+            "state_id": self.state_id,
         }
 
 
-def base_record(rtype: str, run: RunInfo, actor: Mapping[str, Any], **body: Any) -> dict[str, Any]:
+def base_record(rtype: str, run: RunInfo | Mapping[str, Any], actor: Mapping[str, Any], **body: Any) -> dict[str, Any]:
+    """A record's common fields; `run` is the run's RunInfo, or its dict as recorded (recovery)."""
     return {
         "schema": SCHEMA,
         "id": new_id(),
         "type": rtype,
         "time": now(),
         "tfaudit_version": __version__,
-        "run": run.as_dict(),
+        "run": run.as_dict() if isinstance(run, RunInfo) else dict(run),
         "actor": dict(actor),
         **body,
     }

@@ -126,6 +126,6 @@ def test_only_the_file_store_opens_a_ledger_file() -> None:
             if "ledger" in text and "outbox" not in text:
                 offenders.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
         if "import fcntl" in py.read_text() and "ledger" in py.read_text().lower() and rel not in (
-                "sinks/outbox.py", "sinks/file.py"):
+                "sinks/outbox.py", "sinks/file.py", "run/journal.py"):  # journal.py locks a run's journal files
             offenders.append(f"{rel}: imports fcntl and touches a ledger")
     assert offenders == []

@@ -167,7 +167,9 @@ def _recorded_plan(root: Path, plan_args: list[str], opts: PlanOptions, env: Map
     """`tfaudit plan` in this process: (exit code, terraform's stdout, tfaudit's messages)."""
     import io
 
-    from tfaudit.run.apply import Console, Invocation, run_plan
+    from tfaudit.run.plan import run_plan
+    from tfaudit.run.session import Invocation
+    from tfaudit.ui.console import Console
 
     msgs = io.StringIO()
     inv = Invocation(command="plan", tf_args=tuple(plan_args), chdir=str(root), tf_path=opts.tf_path)

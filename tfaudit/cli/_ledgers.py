@@ -34,25 +34,25 @@ def format_option(default: ReadFormat = ReadFormat.TEXT) -> typer.models.OptionI
     return typer.Option(default, "--format", help="text (for people) or json (for scripts).")
 
 
-def ledger_specs(given: Sequence[str | Path] | None, config: str | None = None) -> list[str]:
-    """The given ledgers, else TFAUDIT_LEDGER, else the config's ledger.path, else .tfaudit/ledger.jsonl."""
+def chdir_of(ctx: typer.Context) -> str | None:
+    """terraform's -chdir given to tfaudit (before the command), which moves the default ledger too."""
+    obj = ctx.find_root().obj
+    return obj.get("chdir") if isinstance(obj, dict) else None
+
+
+def ledger_specs(given: Sequence[str | Path] | None, config: str | None = None, chdir: str | None = None) -> list[str]:
+    """The given ledgers, else the one `tfaudit apply` would write here (tfaudit.run.session decides:
+    TFAUDIT_LEDGER, the config's ledger.path, else .tfaudit/ledger.jsonl in the working directory,
+    -chdir included)."""
     if given:
         return [str(g) for g in given]
-    env = os.environ.get("TFAUDIT_LEDGER")
-    if env:
-        return [env]
-    from tfaudit.config import load_config
+    from tfaudit.run.session import resolve_ledger
 
-    cfg = load_config(config or os.environ.get("TFAUDIT_CONFIG"), Path.cwd())
-    if cfg.ledger.url is not None:
-        return [cfg.ledger.url]
-    if cfg.ledger.path is not None:
-        return [str(cfg.ledger.path)]
-    default = Path(".tfaudit") / "ledger.jsonl"
-    if not default.exists():
-        raise UsageError("no ledger given and none at .tfaudit/ledger.jsonl",
+    store = resolve_ledger(None, chdir=chdir, config_path=config, env=os.environ)
+    if not store.exists() and not os.environ.get("TFAUDIT_LEDGER"):
+        raise UsageError(f"no ledger given and none at {store.url}",
                          hint="pass --ledger LEDGER (or set TFAUDIT_LEDGER)")
-    return [str(default)]
+    return [store.url]
 
 
 def default_public_keys(config: str | None = None) -> list[Path]:

@@ -51,6 +51,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfaudit.cli.wrap_cmd",  # apply, destroy, plan
     "tfaudit.cli.state_cmd",  # import, taint, untaint, state
     "tfaudit.cli.drift_cmd",  # drift
+    "tfaudit.cli.recover_cmd",  # recover
     "tfaudit.cli.analyze_cmd",  # analyze
     "tfaudit.cli.verify_cmd",  # verify
     "tfaudit.cli.ledger_cmd",  # ledger init, ledger import, ledger repair

@@ -24,16 +24,13 @@ class OutputsFormat(str, Enum):
 
 def _inner_ledger(args: list[str]) -> Path:
     """The ledger the wrapped command will write: its --ledger, else the runner's own resolution."""
-    from tfaudit.config import load_config
-    from tfaudit.run.apply import Invocation, resolve_ledger_path
+    from tfaudit.run.session import resolve_ledger
     from tfaudit.terraform.args import extract_chdir, own_option
 
     chdir, rest = extract_chdir(args)
     opts = {name: own_option(rest, name) for name in ("--ledger", "--config")}
-    work = Path(chdir).resolve() if chdir else Path.cwd()
-    cfg = load_config(opts["--config"] or os.environ.get("TFAUDIT_CONFIG"), work)
-    inv = Invocation(command=rest[0] if rest else "", ledger=opts["--ledger"], chdir=chdir)
-    return resolve_ledger_path(inv, cfg, os.environ, work)
+    store = resolve_ledger(opts["--ledger"], chdir=chdir, config_path=opts["--config"], env=os.environ)
+    return store.local_path or Path(store.url)
 
 
 @ci_app.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

@@ -25,19 +25,13 @@ SinkOpt = typer.Option(None, "--sink", help="Only this sink (KIND.NAME or NAME; 
 def _setup(ctx: typer.Context, ledger: str | None, config: str | None,
            only: list[str] | None) -> tuple[Where, Config, list[SinkSpec]]:
     from tfaudit.config import load_config
-    from tfaudit.run.apply import Invocation, resolve_ledger_path
+    from tfaudit.run.session import resolve_ledger
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
-    given = ledger or os.environ.get("TFAUDIT_LEDGER") or cfg.ledger.url
-    ledger_path: Where
-    if given and "://" in given:  # a shared store keeps the delivery state itself
-        from tfaudit.trail.store import open_store
-
-        ledger_path = open_store(given, os.environ)
-    else:
-        ledger_path = resolve_ledger_path(Invocation("flush", ledger=ledger, config=config), cfg, os.environ, work_dir)
+    store = resolve_ledger(ledger, chdir=obj.get("chdir"), config_path=config, env=os.environ, config=cfg)
+    ledger_path: Where = store.local_path or store  # a shared store keeps the delivery state itself
     specs = list(cfg.section("sink") or ())
     if not specs:
         where = cfg.path or work_dir / ".tfaudit.hcl"

@@ -26,6 +26,7 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command("history")
 def history_(
+    ctx: typer.Context,
     address: str = typer.Argument(..., help="Resource address, e.g. aws_s3_bucket.logs or 'module.env[\"prod\"].*' (* and ? are "
                                   "wildcards; without an index, every instance, as in terraform)."),
     ledger: Optional[List[str]] = ledger_option(),
@@ -34,12 +35,12 @@ def history_(
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
 ) -> int:
     """Who changed a resource, when, which action, what changed, and whether it worked (newest first; moves followed)."""
-    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, ledger_specs
     from tfaudit.ui.progress import TerminalProgress
     from tfaudit.query import history
 
     with TerminalProgress("reading ledgers") as progress:
-        changes = history(address, ledger_specs(ledger, config), progress, env=os.environ)
+        changes = history(address, ledger_specs(ledger, config, chdir_of(ctx)), progress, env=os.environ)
     if fmt is HistoryFormat.JSON:
         typer.echo(json.dumps([c.as_dict() for c in changes], indent=2, default=str))
         return 0

@@ -48,15 +48,15 @@ def repair(
     """Move a torn last line (a crash mid-write) into LEDGER.torn-START-END and record it, signed."""
     from tfaudit.config import load_config
     from tfaudit.identity.actor import collect_actor
-    from tfaudit.run.apply import Console, Invocation, resolve_ledger_path, resolve_signer
+    from tfaudit.run.session import Invocation, resolve_ledger, resolve_signer
     from tfaudit.trail.repair import repair_ledger
-    from tfaudit.trail.store import open_store
+    from tfaudit.ui.console import Console
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     work_dir = Path(obj["chdir"]).resolve() if obj.get("chdir") else Path.cwd()
     cfg = load_config(config, work_dir)
     inv = Invocation("ledger", ledger=ledger, config=config, signing_key=signing_key)
-    store = open_store(resolve_ledger_path(inv, cfg, os.environ, work_dir), os.environ)
+    store = resolve_ledger(ledger, chdir=obj.get("chdir"), config_path=config, env=os.environ, config=cfg)
     done = repair_ledger(store, resolve_signer(inv, cfg, os.environ, Console()), collect_actor(cwd=work_dir, env=os.environ),
                          work_dir)
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import List, Optional
 
 import typer
@@ -15,11 +16,15 @@ from tfaudit.cli._ledgers import ReadFormat as LogFormat
 from tfaudit.cli._ledgers import format_option, ledger_option
 
 
+_COLOURS = {"succeeded": "green", "planned": "cyan", "partial": "yellow", "failed": "red", "blocked": "red",
+            "interrupted": "yellow", "unfinished": "magenta", "drifted": "yellow", "out_of_band": "magenta"}
+
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
 
 @commands.command("log")
 def log_(
+    ctx: typer.Context,
     ledgers: Optional[List[str]] = typer.Argument(None, metavar="[LEDGER]...",
                                                   help="Same as --ledger (either form; both add up)."),
     ledger: Optional[List[str]] = ledger_option(),
@@ -33,7 +38,7 @@ def log_(
     config: Optional[str] = typer.Option(None, "--config", envvar="TFAUDIT_CONFIG", help="Config file naming the ledger."),
 ) -> int:
     """Runs, newest first: time, actor, workspace, command, outcome, counts."""
-    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, ledger_specs
     from tfaudit.query import Filters, RunStatus, parse_when, runs
     from tfaudit.ui.progress import TerminalProgress
 
@@ -47,17 +52,24 @@ def log_(
         until=parse_when(until, "--until") if until else None,
         actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
     with TerminalProgress("reading ledgers") as progress:
-        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config), filters, progress, env=os.environ)
+        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config, chdir_of(ctx)), filters, progress, env=os.environ)
     if limit:
         found = found[:limit]
     if fmt is LogFormat.JSON:
         typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
         return 0
+    tty = sys.stdout.isatty()  # a header and colour for people; plain lines for pipes and files
+    if tty and found:
+        typer.secho(f"{'TIME':<21} {'ACTOR':<12} {'WORKSPACE':<10} {'COMMAND':<8} {'OUTCOME':<11} CHANGES  [RUN]",
+                    bold=True)
     for r in found:
         counts = ", ".join(f"{v} {k}" for k, v in sorted((r.counts or r.planned).items())) or "no changes"
         extra = f"  {len(r.findings)} finding(s)" if r.findings else ""
+        status = f"{r.status:<11}"
+        if tty:
+            status = typer.style(status, fg=_COLOURS.get(r.status))
         typer.echo(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
-                   f"{r.status:<11} {counts}{extra}  [{r.run_id[:8]}]")
+                   f"{status} {counts}{extra}  [{r.run_id[:8]}]")
     if not found:
         typer.echo("no runs recorded" if not any((since, until, actor, workspace, outcomes)) else "no runs match")
     return 0

@@ -17,6 +17,7 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command("report")
 def report_(
+    ctx: typer.Context,
     html_out: Optional[Path] = typer.Option(None, "--html", metavar="FILE", help="Write the HTML report to this file."),
     ledger: Optional[List[str]] = ledger_option(),
     fmt: ReadFormat = format_option(),
@@ -30,7 +31,7 @@ def report_(
 ) -> int:
     """Runs by outcome, changes per actor and workspace, riskiest, failed and out-of-band changes, verification status
     (--html FILE: one self-contained page; --format json: the same data)."""
-    from tfaudit.cli._ledgers import ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, ledger_specs
     from tfaudit.ui.progress import TerminalProgress
     from tfaudit.query import Filters, parse_when
     from tfaudit.report import build_report, html, write_html_report
@@ -41,7 +42,7 @@ def report_(
                       until=parse_when(until, "--until") if until else None,
                       workspaces=tuple(workspace or ()))
     with TerminalProgress("reading ledgers") as progress:
-        content, statuses = build_report(ledger_specs(ledger, config), verifiers, filters=filters, progress=progress,
+        content, statuses = build_report(ledger_specs(ledger, config, chdir_of(ctx)), verifiers, filters=filters, progress=progress,
                                          env=os.environ)
     if html_out is not None:
         text = html.render(content, statuses, title=title)

@@ -17,6 +17,7 @@ commands = typer.Typer()  # this module's commands, added to the root app by tfa
 
 @commands.command()
 def verify(
+    ctx: typer.Context,
     ledger_arg: Optional[str] = typer.Argument(None, metavar="[LEDGER]", help="Same as --ledger."),
     ledger_opt: Optional[str] = ledger_option(repeatable=False),
     public_key: Optional[List[Path]] = typer.Option(None, "--public-key", envvar="TFAUDIT_PUBLIC_KEY", metavar="PUB",
@@ -31,13 +32,13 @@ def verify(
                                         "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
 ) -> int:
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
-    from tfaudit.cli._ledgers import default_public_keys, ledger_specs
+    from tfaudit.cli._ledgers import chdir_of, default_public_keys, ledger_specs
     from tfaudit.trail.signing import load_verifier
     from tfaudit.trail.verify import verify_ledger
 
     if ledger_arg and ledger_opt and ledger_arg != ledger_opt:
         raise UsageError("give the ledger once: as LEDGER or as --ledger")
-    ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None)[0])
+    ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None, chdir=chdir_of(ctx))[0])
     verifiers = [load_verifier(p) for p in (public_key or default_public_keys())]
     as_json = as_json or fmt is ReadFormat.JSON
     # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them

@@ -12,7 +12,7 @@ from tfaudit.errors import UsageError
 from tfaudit.terraform.args import dangling_value_flag, env_args, extract_chdir, split_args, suggest_option, terraform_env, unknown_flags
 
 if TYPE_CHECKING:
-    from tfaudit.run.apply import Invocation
+    from tfaudit.run.session import Invocation
 
 # No short options here: terraform's single-dash flags (-var, -target) must reach it intact.
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": True,
@@ -33,7 +33,7 @@ def invocation(ctx: typer.Context, command: str, ledger: str | None, signing_key
                fail_on: str | None = None) -> Invocation:
     """What the user asked for, with terraform's TF_CLI_ARGS_<command> and TF_CLI_ARGS taken in as
     terraform takes them for the command typed; a mistyped option of tfaudit's is named."""
-    from tfaudit.run.apply import Invocation
+    from tfaudit.run.session import Invocation
 
     chdir, args = extract_chdir(ctx.args)
     own = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
@@ -77,7 +77,8 @@ def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Op
          checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
           quiet: bool = QuietOpt) -> int:
     """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
-    from tfaudit.run.apply import Console, run_apply
+    from tfaudit.run.apply import run_apply
+    from tfaudit.ui.console import Console
 
     inv = invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)
@@ -89,7 +90,8 @@ def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: 
             checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
           quiet: bool = QuietOpt) -> int:
     """terraform destroy, recorded. Takes terraform's arguments."""
-    from tfaudit.run.apply import Console, run_apply
+    from tfaudit.run.apply import run_apply
+    from tfaudit.ui.console import Console
 
     inv = invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)
@@ -101,7 +103,8 @@ def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Opt
          checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
           quiet: bool = QuietOpt) -> int:
     """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
-    from tfaudit.run.apply import Console, run_plan
+    from tfaudit.run.plan import run_plan
+    from tfaudit.ui.console import Console
 
     inv = invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on)
     refused = terraform_refuses(inv)

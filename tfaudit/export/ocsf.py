@@ -59,8 +59,10 @@ def _status(record: Mapping[str, Any]) -> tuple[int, str | None, str | None]:
         detail = ": ".join(x for x in (err.get("summary"), err.get("detail")) if x) or None
         if st == "succeeded":
             return 1, "Success", None
-        if st in ("failed", "interrupted"):
+        if st in ("failed", "interrupted", "incomplete"):
             return 2, "Failure", detail or st
+        if st == "unknown":  # the apply events and the state disagree: OCSF's own "Unknown"
+            return 0, "Unknown", detail or st
         return 99, str(st or "other").replace("_", " ").capitalize(), "terraform did not attempt this change"
     if rtype == "run.finished":
         out = record.get("outcome") or {}

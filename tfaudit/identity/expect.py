@@ -14,16 +14,19 @@ Configured in `.tfaudit.hcl`:
 
 `actor.ci` comes from the CI's environment variables (and, on GitHub Actions, verified OIDC
 claims, preferred when present); `actor.cloud` is the STS caller identity when recorded.
-Each disagreement is a finding (rule, severity, message) on the run's `run.started` record.
+Each disagreement is a finding (the analysis `Finding`, like every gate's) on the run's
+`run.started` record; with `on_mismatch = "deny"` its effect is deny.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from tfaudit.analysis.model import Effect, Finding, Severity
 
 if TYPE_CHECKING:
     from tfaudit.config import BlockContext
@@ -78,8 +81,11 @@ def parse_expect(ctx: BlockContext, entries: list[Any]) -> Expectations:
         severity=severity, on_mismatch=OnMismatch(mode))
 
 
-def _finding(rule: str, severity: str, message: str) -> dict[str, Any]:
-    return {"rule": f"identity.{rule}", "severity": severity, "address": None, "message": message}
+_WHY = "Who applies where is checked against the config's expect block (CI, repository, ref, AWS account)."
+
+
+def _finding(rule: str, severity: str, message: str, effect: Effect = Effect.WARN) -> Finding:
+    return Finding(f"identity.{rule}", Severity(severity), None, message, effect, "identity", _WHY)
 
 
 def _who(actor: Mapping[str, Any]) -> str:
@@ -87,12 +93,19 @@ def _who(actor: Mapping[str, Any]) -> str:
     return f"{actor.get('user')}" + (f" on {host}" if host else "")
 
 
-def check(actor: Mapping[str, Any], exp: Expectations | None) -> list[dict[str, Any]]:
+def check(actor: Mapping[str, Any], exp: Expectations | None) -> list[Finding]:
     """Findings for every way actor.ci / actor.cloud disagree with the expectations."""
     if exp is None:
         return []
+    found = _check(actor, exp)
+    if exp.on_mismatch is OnMismatch.DENY:
+        found = [replace(f, effect=Effect.DENY) for f in found]
+    return found
+
+
+def _check(actor: Mapping[str, Any], exp: Expectations) -> list[Finding]:
     sev = exp.severity
-    out: list[dict[str, Any]] = []
+    out: list[Finding] = []
     ci = actor.get("ci") if isinstance(actor.get("ci"), Mapping) else None
     cloud = actor.get("cloud") if isinstance(actor.get("cloud"), Mapping) else None
     if cloud and isinstance(cloud.get("aws"), Mapping):  # actor.cloud = {"aws": {account, arn, user_id}}
@@ -140,5 +153,5 @@ def check(actor: Mapping[str, Any], exp: Expectations | None) -> list[dict[str, 
     return out
 
 
-def blocking(findings: Sequence[Mapping[str, Any]], exp: Expectations | None) -> bool:
+def blocking(findings: Sequence[Finding], exp: Expectations | None) -> bool:
     return bool(exp and exp.on_mismatch is OnMismatch.DENY and findings)

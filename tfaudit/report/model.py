@@ -11,7 +11,7 @@ from tfaudit.query import RunSummary
 
 SEVERITY_WEIGHT = {"critical": 100, "high": 60, "medium": 30, "low": 10, "info": 2}
 ACTION_WEIGHT = {"delete": 40, "replace": 35, "forget": 20, "update": 10, "import": 5, "move": 5, "create": 3}
-STATUS_WEIGHT = {"failed": 20, "interrupted": 15, "not_attempted": 5}
+STATUS_WEIGHT = {"failed": 20, "incomplete": 20, "unknown": 15, "interrupted": 15, "not_attempted": 5}
 # Resource types whose changes touch access, keys, networks or stored data.
 SENSITIVE_TYPE_PARTS = ("iam", "security_group", "kms", "policy", "secret", "route53", "db_", "rds", "s3_bucket",
                         "firewall", "network_acl", "key_vault", "role")
@@ -139,7 +139,7 @@ def build(runs: list[RunSummary], *, top: int = 15) -> ReportModel:
         by_ws[run.workspace].append(run)
         for res in run.resources:
             scored.append(score_change(run, res))
-            if res.get("status") in ("failed", "interrupted"):
+            if res.get("status") in ("failed", "interrupted", "incomplete", "unknown"):
                 model.failed.append((run, res))
     model.per_actor = _tally(by_actor)
     model.per_workspace = _tally(by_ws)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfaudit.analysis.model import Effect, Finding, Severity
 from tfaudit.errors import PolicyError, VerificationError
 
 if TYPE_CHECKING:
@@ -144,5 +145,9 @@ def refusal(found: PlanLookup, plan_file: str, plan_sha256: str) -> PolicyError:
                        "require_recorded_plan refuses it", hint=hint)
 
 
-def finding(error: PolicyError) -> dict[str, Any]:
-    return {"rule": RULE_UNRECORDED, "severity": "high", "address": None, "message": error.message}
+_WHY = "A saved plan applied under require_recorded_plan must be one 'tfaudit plan' recorded, unchanged."
+
+
+def finding(error: PolicyError) -> Finding:
+    """The refusal as a finding, of the one type every gate gives (tfaudit.run.gates)."""
+    return Finding(RULE_UNRECORDED, Severity.HIGH, None, error.message, Effect.DENY, "binding", _WHY)

@@ -9,19 +9,18 @@ so running this on a schedule changes nothing.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfaudit import records
 from tfaudit.errors import ExitCode, UsageError
-from tfaudit.parse.plan import ResourceChange, parse_plan
+from tfaudit.parse.plan import Plan, ResourceChange, parse_plan
+from tfaudit.run.recorded import recorded_run
+from tfaudit.run.session import Invocation, Session, open_session
 from tfaudit.terraform.args import drift_conflict
 from tfaudit.terraform.binary import sha256_file
-
-if TYPE_CHECKING:
-    from tfaudit.run.apply import Console, Invocation, Session
+from tfaudit.ui.console import Console
 
 def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, Any]:
     body = records.resource_body(d, records.Outcome("planned"), redactor)
@@ -43,45 +42,33 @@ def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, A
     }
 
 
-def drifted(plan: Any) -> list[ResourceChange]:
+def drifted(plan: Plan) -> list[ResourceChange]:
     return [d for d in plan.resource_drift if d.actions not in (("no-op",), ("read",))]
 
 
 def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
-    from tfaudit.terraform import proc as _proc
-    from tfaudit.run.apply import Console, open_session, publish
-    from tfaudit.run.state import load_state, record_out_of_band
-
     conflict = drift_conflict(inv.tf_args)
     if conflict is not None:
         raise UsageError(f"tfaudit drift sets {conflict} itself", hint="drop it from the arguments")
     console = console or Console()
     session = open_session(inv, env, console)
     tf = session.tf
-    t0 = time.monotonic()
-    run_id = records.new_id()
-    record_out_of_band(session, load_state(tf), run_id, "drift")
-    with tempfile.TemporaryDirectory(prefix="tfaudit-drift-") as tmp, _proc.forwarding_signals() as fwd:
+    with tempfile.TemporaryDirectory(prefix="tfaudit-drift-") as tmp, recorded_run(session, "drift") as run:
         plan_path = str(Path(tmp) / "drift.tfplan")
         rc = tf.run(["plan", "-refresh-only", "-detailed-exitcode", f"-out={plan_path}", *inv.tf_args],
-                    forwarder=fwd)
-        if fwd.received:
+                    forwarder=run.fwd)
+        if run.interrupted:
             return int(ExitCode.INTERRUPTED)
         if rc not in (0, 2) or not Path(plan_path).is_file():
             return rc or int(ExitCode.FAILURE)
         plan = parse_plan(tf.show_json(plan_path), source="terraform show -json (refresh-only plan)")
         plan_sha = sha256_file(plan_path)
-    records.learn_plan_secrets(plan, session.redactor)
-    run = records.RunInfo(id=records.RunId(run_id), command="drift", args=tuple(session.redactor.argv(inv.tf_args)),
-                          tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(),
-                          working_dir=str(tf.working_dir), plan_sha256=plan_sha)
-    found = drifted(plan)
-    recs = [records.base_record("drift.detected", run, session.actor, detail=drift_detail(d, session.redactor, plan_sha))
-            for d in found]
-    override = 0
-    if recs:
-        override = publish(session, recs)
-    _summarise(session, found, time.monotonic() - t0)
+        records.learn_plan_secrets(plan, session.redactor)
+        run.info(plan_sha256=plan_sha)
+        found = drifted(plan)
+        recs = [run.record("drift.detected", detail=drift_detail(d, session.redactor, plan_sha)) for d in found]
+        override = run.publish(recs) if recs else 0
+        _summarise(session, found, run.elapsed())
     if override:
         return override
     return int(ExitCode.CHANGES) if found or rc == 2 else 0

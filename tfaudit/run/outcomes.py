@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfaudit.parse.events import ApplyTracker, Diagnostic, Operation
+from tfaudit.parse.events import ResourceOutcome as StreamOutcome
 from tfaudit.parse.plan import ResourceChange
 from tfaudit.parse.state import State, StateResource
 from tfaudit.records import Evidence, Outcome, Phase, Status
@@ -65,13 +66,23 @@ class _Facts:
         return text
 
 
-def _facts(ch: ResourceChange, state: State | None) -> _Facts:
+def _index(state: State | None) -> dict[str, list[StateResource]] | None:
+    """The state's objects by address (current first), or None when no state was read."""
     if state is None:
+        return None
+    found: dict[str, list[StateResource]] = {}
+    for obj in sorted(state.resources, key=lambda r: r.deposed is not None):
+        found.setdefault(obj.address, []).append(obj)
+    return found
+
+
+def _facts(ch: ResourceChange, objects: Mapping[str, list[StateResource]] | None) -> _Facts:
+    if objects is None:
         return _Facts(read=False)
-    objs = state.objects(ch.address)
+    objs = objects.get(ch.address, [])
     current = next((o for o in objs if o.deposed is None), None)
     prev = bool(ch.previous_address and ch.previous_address != ch.address
-                and any(o.deposed is None for o in state.objects(ch.previous_address)))
+                and any(o.deposed is None for o in objects.get(ch.previous_address, [])))
     return _Facts(True, current, tuple(o.deposed for o in objs if o.deposed), prev)
 
 
@@ -108,10 +119,19 @@ class _OpQueue:
 
     def __init__(self, tracker: ApplyTracker) -> None:
         self._tracker = tracker
+        self._seen: dict[str, StreamOutcome] = {}
         self._left: dict[str, list[Operation]] = {}
 
+    def outcome(self, address: str) -> StreamOutcome:
+        found = self._seen.get(address)
+        if found is None:
+            found = self._seen[address] = self._tracker.outcome(address)
+            self._left[address] = list(found.operations)
+        return found
+
     def take(self, address: str, action: str) -> Operation | None:
-        left = self._left.setdefault(address, list(self._tracker.outcome(address).operations))
+        self.outcome(address)
+        left = self._left[address]
         for i, op in enumerate(left):
             if op.action in (action, "replace"):
                 return left.pop(i) if op.action == action else op
@@ -280,11 +300,12 @@ def resolve(changes: Sequence[ResourceChange], tracker: ApplyTracker, *, exit_co
     ops = _OpQueue(tracker)
     sure, maybe = _diagnostic_targets(changes, tracker.diagnostics)
     _settle_by_state(sure, maybe, state_after)
+    objects = _index(state_after)
     out: list[Outcome] = []
     for ch in changes:
-        facts = _facts(ch, state_after)
+        facts = _facts(ch, objects)
         phases = _phases(ch, ops, facts, exit_code, interrupted)
-        named = [d for d in tracker.outcome(ch.address).errors if not ch.deposed or d.address == ch.address]
+        named = [d for d in ops.outcome(ch.address).errors if not ch.deposed or d.address == ch.address]
         diags = [*named, *sure.get(ch.address, [])]
         out.append(resolve_one(ch, phases, facts, diags, maybe.get(ch.address, []), exit_code, interrupted))
     return out

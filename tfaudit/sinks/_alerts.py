@@ -44,7 +44,7 @@ class RunAlert:
         return f"tfaudit: {self.command} {self.status} in workspace {self.workspace} by {self.actor}"
 
     def counts_text(self) -> str:
-        order = {"succeeded": 0, "failed": 1, "not_attempted": 2, "interrupted": 3}
+        order = {"succeeded": 0, "failed": 1, "incomplete": 2, "unknown": 3, "not_attempted": 4, "interrupted": 5}
         parts = [f"{v} {k.replace('_', ' ')}" for k, v in sorted(self.counts.items(), key=lambda kv: order.get(kv[0], 9))
                  if v]
         acts = [f"{v} {_PAST.get(k, k)}" for k, v in sorted(self.actions.items())]
@@ -63,7 +63,7 @@ def build_alert(run_id: str, alert_items: Sequence[Item], context: Sequence[Item
     alert_resources = [it.record.get("resource") or {} for it in alert_items if it.type == "resource.changed"]
     if not alert_resources:
         # a failed run: show what failed, else every change it made
-        alert_resources = [r for r in changed if r.get("status") in ("failed", "interrupted")] or changed
+        alert_resources = [r for r in changed if r.get("status") in ("failed", "interrupted", "incomplete", "unknown")] or changed
     severity = max((record_severity(it.record) for it in alert_items), key=lambda s: s.rank, default=Severity.INFO)
     lines = [ResourceLine(str(r.get("address")), str(r.get("action") or "-".join(r.get("actions") or [])),
                           str(r.get("status")), ((r.get("error") or {}).get("summary") or None))

@@ -23,7 +23,7 @@ from tfaudit.redact import Redactor
 
 # Statuses and actions that make a record worth an alert (Slack, PagerDuty by default).
 _BAD_RUN = {"failed", "partial", "interrupted"}
-_BAD_RESOURCE = {"failed", "interrupted"}
+_BAD_RESOURCE = {"failed", "interrupted", "incomplete", "unknown"}
 _DESTRUCTIVE = {"delete", "replace"}
 
 

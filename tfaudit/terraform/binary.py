@@ -11,10 +11,19 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tfaudit.terraform import proc as _proc
 from tfaudit.terraform.args import probe_argv, terraform_env
 from tfaudit.errors import TerraformError, TerraformNotFound
+
+
+class OutputFilter(Protocol):
+    """Rewrites terraform's terminal output as it passes (e.g. tfaudit.ui.saved_plan.SavedPlanNote)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class Terraform:
         return [self.path, *([f"-chdir={self.chdir}"] if self.chdir else []), *args]
 
     def run(self, args: Sequence[str], *, forwarder: _proc.SignalForwarder | None = None,
-            saved_plan_note: SavedPlanNote | None = None) -> int:
+            saved_plan_note: OutputFilter | None = None) -> int:
         """Run with the terminal attached: the user sees what terraform prints, except (with
         saved_plan_note) the lines pointing at tfaudit's temporary plan file."""
         if saved_plan_note is None:
@@ -55,6 +64,13 @@ class Terraform:
                forwarder: _proc.SignalForwarder | None = None) -> int:
         """Run with stdout fed to on_line one line at a time (for -json output)."""
         return _proc.run_streaming(self.argv(*args), on_line=on_line, env=self.env, forwarder=forwarder)
+
+    def stream_journaled(self, args: Sequence[str], journal: Path, on_line: Callable[[bytes], None], *,
+                         forwarder: _proc.SignalForwarder | None = None,
+                         on_start: Callable[[int], None] | None = None) -> int:
+        """Run so that terraform outlives tfaudit: stdout into the journal file, which tfaudit follows."""
+        return _proc.run_journaled(self.argv(*args), journal, on_line, env=self.env, forwarder=forwarder,
+                                   on_start=on_start)
 
     def capture(self, args: Sequence[str], *, timeout: float | None = 300) -> _proc.Result:
         return _proc.run(self.argv(*args), env=self.env, timeout=timeout)
@@ -89,92 +105,6 @@ class Terraform:
         except OSError:
             return "default"
         return name or "default"
-
-
-_ANSI = re.compile(rb"\x1b\[[0-9;]*m")
-_RULE = "─".encode()
-_LEADING_ANSI = re.compile(rb"(?:\x1b\[0m)+(?=\x1b\[3[13]m)")  # a reset carried over from the line before a box
-
-
-class SavedPlanNote:
-    """Rewrites terraform's "Saved the plan to: FILE ... terraform apply "FILE"" block when FILE is
-    tfaudit's temporary plan, which is deleted and must not be applied by hand.
-
-    In front of tfaudit's own approval prompt (apply, destroy) the block and the horizontal
-    rule before it are dropped, as `terraform apply` shows neither; after `tfaudit plan` the
-    block becomes terraform's own note for a plan run without -out. Output passes through as
-    it arrives; only a rule, or a partial line that could begin the block, is held back until
-    what follows shows whether it belongs to the block.
-    """
-
-    _START = b"Saved the plan to: "
-    _MAX_DROPPED = 4  # the block's own lines: a changed format never swallows more than this
-
-    def __init__(self, tool: str, *, replace_with_note: bool, hold_diagnostics: bool = False) -> None:
-        name = "OpenTofu" if tool == "tofu" else "Terraform"
-        self.replacement = (
-            f"Note: You didn't use the -out option to save this plan, so {name} can't\n"
-            f'guarantee to take exactly these actions if you run "{tool} apply" now.\n'.encode()
-            if replace_with_note else b""
-        )
-        self.drop_rule = not replace_with_note  # `terraform apply` shows no rule before its prompt
-        self.buf = b""
-        self.held: list[bytes] = []  # a horizontal rule (and blank lines) that may precede the block
-        self.dropping = 0  # lines still to drop; 0 when not inside the block
-        # `terraform apply -auto-approve` shows the plan's warnings at the end, with the apply's own:
-        # what follows the "Plan:" line up to the rule is kept back for the caller to show then
-        self.hold_diagnostics = hold_diagnostics
-        self.after_plan_line = False
-        self.diagnostics: list[bytes] = []
-
-    def feed(self, data: bytes) -> bytes:
-        self.buf += data
-        out: list[bytes] = []
-        while (nl := self.buf.find(b"\n")) >= 0:
-            line, self.buf = self.buf[: nl + 1], self.buf[nl + 1:]
-            out.append(self._line(line))
-        maybe_rule = self.drop_rule and self.buf.startswith((b"\x1b", _RULE[: len(self.buf)]))
-        if (self.buf and not self.dropping and not maybe_rule
-                and not self._START.startswith(self.buf[: len(self._START)])):
-            # not the block (a prompt, say): show it, and any rule held back, now
-            out.append(b"".join(self.held) + self.buf)
-            self.held, self.buf = [], b""
-        return b"".join(out)
-
-    def _line(self, line: bytes) -> bytes:
-        if self.dropping:
-            self.dropping -= 1
-            if line.startswith(b"    ") and b' apply "' in line:
-                self.dropping = 0
-            return b""
-        visible = _ANSI.sub(b"", line).strip()
-        rule = bool(visible) and not visible.strip(_RULE)
-        colour_only = not visible and bool(line.strip())  # terraform opens its rule with a colour line
-        if self.drop_rule and (rule or (not visible and (colour_only or self.held))):
-            self.held.append(line)  # a rule, or what surrounds one: wait for what follows
-            return b""
-        held, self.held = b"".join(self.held), []
-        if line.startswith(self._START):
-            self.dropping = self._MAX_DROPPED
-            if self.diagnostics and self.diagnostics[-1] == b"\n":
-                self.diagnostics.pop()  # without colour, the blank line before the rule belongs to the rule
-            if self.drop_rule:
-                # the rule goes; what the line before it left open (a reset) stays, as terraform apply shows it
-                return held.split(b"\x1b[90m", 1)[0] if b"\x1b[90m" in held else b"".join(_ANSI.findall(held))
-            return b"".join(_ANSI.findall(held)) + self.replacement
-        if self.hold_diagnostics and self.after_plan_line:
-            carried = _LEADING_ANSI.match(held + line)
-            lead = carried.group(0) if carried and not self.diagnostics else b""
-            self.diagnostics.append((held + line)[len(lead):])
-            return lead
-        if visible.startswith((b"Plan: ", b"No changes.")):
-            self.after_plan_line = True
-        return held + line
-
-    def close(self) -> bytes:
-        rest, self.buf = b"".join(self.held) + self.buf, b""
-        self.held = []
-        return b"" if self.dropping else rest
 
 
 _ANSI_TEXT = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

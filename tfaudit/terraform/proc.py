@@ -158,6 +158,84 @@ def run_streaming(
             forwarder._child = None
 
 
+def run_journaled(
+    argv: Sequence[str],
+    journal: Path,
+    on_line: Callable[[bytes], None],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    forwarder: SignalForwarder | None = None,
+    on_start: Callable[[int], None] | None = None,
+    poll_seconds: float = 0.05,
+) -> int:
+    """Run a child that outlives tfaudit: its stdout goes to `journal` (created, 0600), it runs in
+    its own session (a kill -9 of tfaudit, or its terminal closing, does not stop it), and
+    tfaudit follows the file, feeding on_line each complete line. on_start gets the child's pid.
+    Signals still reach it through the forwarder (SIGTERM as terraform's graceful SIGINT)."""
+    fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        child = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv), cwd=cwd, env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL, stdout=fd, start_new_session=True)
+    finally:
+        os.close(fd)
+    if forwarder is not None:
+        forwarder.child_shares_terminal = False
+        forwarder._child = child
+    try:
+        if on_start is not None:
+            on_start(child.pid)
+        _follow(journal, child, on_line, poll_seconds)
+        rc = child.wait()
+        return 128 - rc if rc < 0 else rc
+    finally:
+        if forwarder is not None:
+            forwarder._child = None
+
+
+def _follow(journal: Path, child: subprocess.Popen[bytes], on_line: Callable[[bytes], None], poll: float) -> None:
+    """Feed on_line every line written to journal until the child has exited and all is read."""
+    import time
+
+    rest = b""
+    with journal.open("rb") as f:
+        while True:
+            exited = child.poll() is not None  # checked before reading: after exit, EOF is final
+            chunk = f.read(65536)
+            if chunk:
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    on_line(line + b"\n")
+            elif exited:
+                break
+            else:
+                time.sleep(poll)
+    if rest:
+        on_line(rest)
+
+
+def process_alive(pid: int, name_part: str | None = None) -> bool:
+    """Whether pid is a live process (whose command line contains name_part, when given and knowable)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if name_part is None:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the pid is all we can go by
+    if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+        return False  # a zombie has finished
+    return name_part.encode() in cmdline
+
+
 def _fd_is_tty(fd: int) -> bool:
     try:
         return os.isatty(fd)

@@ -1,0 +1,214 @@
+"""The check that catches state changed behind tfaudit's back.
+
+Before every wrapped command, `check_out_of_band` compares the current state with the
+last state the ledger knows for the same state and workspace: the same backend and
+location (`run.state_id`: a local state file's absolute path, a bucket and key, ...), so
+two checkouts of one configuration at different paths see each other's runs; records
+without a state id are matched by working directory. The known state is the `after`
+state of the newest run.finished, state.changed or state.out_of_band record; a run that
+saw no state is skipped, as it may only have failed to read one. A serial or lineage
+that moved, contents that changed, or a state that appeared or vanished without a record
+means someone ran terraform outside tfaudit: that becomes a `state.out_of_band` record
+with a `state.out-of-band` finding, and the comparison starts from there next time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+
+from tfaudit import records
+from tfaudit.logs import get_logger
+from tfaudit.parse.state import State, parse_state
+from tfaudit.terraform.binary import Terraform
+from tfaudit.trail.store import LedgerStore
+
+# Record types that say which state a working directory was left in.
+log = get_logger("tfaudit")
+_STATE_MARKERS = (b'"type":"run.finished"', b'"type":"state.changed"', b'"type":"state.out_of_band"')
+
+
+# Backend settings that say where a state lives (never credentials: a pg conn_str holds a password).
+_LOCATION_KEYS = ("bucket", "key", "prefix", "workspace_key_prefix", "region", "path", "workspace_dir",
+                  "container_name", "storage_account_name", "resource_group_name", "organization", "hostname",
+                  "workspaces", "address", "schema_name", "namespace", "secret_suffix")
+
+
+def state_identity(tf: Terraform) -> str | None:
+    """Which state this working directory's terraform reads and writes: the backend type and its
+    location (local: the state file's absolute path; others: bucket, key, prefix, ...), so runs
+    from two checkouts of one configuration find each other's records. None when unknown."""
+    data_dir = Path(tf.env.get("TF_DATA_DIR") or ".terraform")
+    data_dir = data_dir if data_dir.is_absolute() else tf.working_dir / data_dir
+    backend: Any = None
+    try:
+        backend = json.loads((data_dir / "terraform.tfstate").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    if not isinstance(backend, Mapping) or not isinstance(backend.get("type"), str):
+        backend = {"type": "local", "config": {}}  # no backend block: the default local state
+    config = backend.get("config") if isinstance(backend.get("config"), Mapping) else {}
+    if backend["type"] == "local":
+        workspace = tf.workspace()
+        if workspace == "default":
+            path = Path(str(config.get("path") or "terraform.tfstate"))
+        else:
+            path = Path(str(config.get("workspace_dir") or "terraform.tfstate.d")) / workspace / "terraform.tfstate"
+        return "local:" + str(path if path.is_absolute() else (tf.working_dir / path).resolve())
+    where = {k: config[k] for k in _LOCATION_KEYS if config.get(k) not in (None, "", [], {})}
+    if not where:
+        return None
+    return f"{backend['type']}:" + json.dumps(where, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def read_state(tf: Terraform) -> tuple[bool, State | None]:
+    """(whether terraform could say what the state is, the state or None when there is none)."""
+    res = tf.capture(["state", "pull"])
+    if not res.ok:
+        return False, None
+    if not res.stdout.strip():
+        return True, None
+    try:
+        return True, parse_state(res.stdout, source="terraform state pull")
+    except Exception as e:  # noqa: BLE001 - an unreadable state must not stop the audited command
+        log.warning("state.unreadable", error=str(e)[:200])
+        return False, None
+
+
+def load_state(tf: Terraform) -> State | None:
+    return read_state(tf)[1]
+
+
+# --- what the ledger last saw ---------------------------------------------------------------
+@dataclass(frozen=True)
+class KnownState:
+    state: Mapping[str, Any] | None  # a state_ref (serial, lineage, sha256, resources) or None: no state
+    record_id: str
+    record_type: str
+    time: str
+    seq: int | None
+    run_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": dict(self.state) if self.state else None, "record": {
+            "id": self.record_id, "type": self.record_type, "time": self.time, "seq": self.seq, "run_id": self.run_id}}
+
+
+def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
+    """(whether the record says which state it left, that state_ref or None)."""
+    rtype = rec.get("type")
+    if rtype == "run.finished":
+        st = (rec.get("outcome") or {}).get("state")
+        if isinstance(st, Mapping) and "after" in st:
+            return True, st["after"]
+    elif rtype == "state.changed":
+        st = (rec.get("detail") or {}).get("state")
+        if isinstance(st, Mapping) and "after" in st:
+            return True, st["after"]
+    elif rtype == "state.out_of_band":
+        detail = rec.get("detail") or {}
+        if "observed" in detail:
+            return True, detail["observed"]
+    return False, None
+
+
+def _same_state(run: Mapping[str, Any], working_dir: str, workspace: str, state_id: str | None) -> bool:
+    """Whether a record's run worked on this state: by state identity when both runs know it
+    (any working directory), else by working directory."""
+    if run.get("workspace") != workspace:
+        return False
+    theirs = run.get("state_id")
+    if state_id is not None and isinstance(theirs, str):
+        return theirs == state_id
+    return run.get("working_dir") == working_dir
+
+
+def last_known_state(store: LedgerStore, working_dir: str, workspace: str,
+                     state_id: str | None = None) -> KnownState | None:
+    """The newest state the ledger records for this state (or, for older records, this working
+    directory) and workspace."""
+    if not store.exists():
+        return None
+    for _, line in store.lines_backward():
+        if not any(m in line for m in _STATE_MARKERS):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        run = rec.get("run") if isinstance(rec, dict) else None
+        if not isinstance(run, dict) or not _same_state(run, working_dir, workspace, state_id):
+            continue
+        known, ref = _state_of(rec)
+        if not known or (ref is None and rec.get("type") != "state.out_of_band"):
+            # A run that saw no state may only have failed to read it (no init, no backend
+            # credentials): it says nothing. An out-of-band record's "none" was checked.
+            continue
+        chain = rec.get("chain") or {}
+        return KnownState(ref if isinstance(ref, Mapping) else None, str(rec.get("id", "")), str(rec.get("type")),
+                          str(rec.get("time", "")), chain.get("seq"), run.get("id"))
+    return None
+
+
+# --- out-of-band changes ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutOfBand:
+    expected: KnownState
+    observed: Mapping[str, Any] | None
+    reasons: tuple[str, ...]
+
+    def message(self) -> str:
+        return "state changed outside tfaudit: " + "; ".join(self.reasons)
+
+    def detail(self) -> dict[str, Any]:
+        out = {"expected": self.expected.as_dict(), "observed": dict(self.observed) if self.observed else None,
+               "reasons": list(self.reasons)}
+        changed = records.state_diff(self.expected.state, self.observed)
+        if changed is not None:  # which resources changed outside tfaudit (history and report list them)
+            out["resources"] = changed
+        return out
+
+
+def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
+    was = expected.state
+    now = records.state_ref(current)
+    reasons: list[str] = []
+    if was is None and now is None:
+        return None
+    if was is None:
+        assert now is not None
+        reasons.append(f"a state (serial {now['serial']}, lineage {now['lineage']}) appeared where the state "
+                       "had been found gone")
+    elif now is None:
+        reasons.append(f"the state (serial {was.get('serial')}) the last recorded run left is gone")
+    else:
+        if was.get("lineage") != now["lineage"]:
+            reasons.append(f"lineage changed from {was.get('lineage')} to {now['lineage']} (the state was replaced)")
+        if was.get("serial") != now["serial"]:
+            reasons.append(f"serial moved from {was.get('serial')} to {now['serial']} without a record")
+        if not reasons and was.get("sha256") != now["sha256"]:
+            reasons.append(f"contents changed at serial {now['serial']} without a new serial (edited by hand?)")
+        if reasons and was.get("resources") is not None and was.get("resources") != now["resources"]:
+            reasons.append(f"resources {was.get('resources')} -> {now['resources']}")
+    if not reasons:
+        return None
+    return OutOfBand(expected, now, tuple(reasons))
+
+
+def check_out_of_band(store: LedgerStore, tf: Terraform, current: State | None) -> OutOfBand | None:
+    """Compare the current state with the ledger's; None when they agree or the ledger knows nothing yet."""
+    expected = last_known_state(store, str(tf.working_dir), tf.workspace(), state_identity(tf))
+    if expected is None:
+        return None
+    if current is None and expected.state is not None:
+        # "no state" must be a state terraform says is empty, not one it could not read
+        # (an uninitialized directory, a backend without credentials): never guess.
+        known, current = read_state(tf)
+        if not known:
+            return None
+    return compare(expected, current)

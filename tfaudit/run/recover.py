@@ -1,0 +1,209 @@
+"""Finishing runs whose tfaudit died: from the journal terraform kept writing, and the state.
+
+A run is unfinished when the ledger has its `run.started` and no `run.finished`. When its
+journal is here (see tfaudit.run.journal) and no tfaudit process holds it, the run is
+completed: tfaudit waits for terraform if it is still applying, reads the journal for each
+planned change's outcome, checks it against the state, and appends the `resource.changed`
+records and a `run.finished` whose `outcome.recovered` says when, by whom and from what.
+What the evidence cannot tell is `unknown`, never `succeeded`. Every recorded command does
+this first for the ledger it writes; `tfaudit recover` does it on demand, and also closes
+unfinished runs that left no journal here (status `unknown`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tfaudit import records
+from tfaudit.parse.events import ApplyTracker, parse_event_line
+from tfaudit.parse.state import State
+from tfaudit.run.journal import Journal, RunLock, journal_dir, pending
+from tfaudit.run.outofband import load_state
+from tfaudit.run.publish import publish
+from tfaudit.run.session import Invocation, Session, open_session
+from tfaudit.terraform import proc as _proc
+from tfaudit.terraform.binary import Terraform
+from tfaudit.trail.store import LedgerStore
+from tfaudit.ui.console import Console
+
+_CHANGED = {"create", "update"}
+
+
+@dataclass(frozen=True)
+class Recovered:
+    run_id: str
+    status: str
+    counts: Mapping[str, int]
+    from_journal: bool
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v) or "no changes"
+        how = "from its journal and the state" if self.from_journal else "without a journal: outcome unknown"
+        return f"run {self.run_id}: {self.status} ({counts}), {how}"
+
+
+def unfinished_runs(store: LedgerStore) -> dict[str, dict[str, Any]]:
+    """run id -> its run.started record, for every run the ledger never finished."""
+    if not store.exists():
+        return {}
+    open_runs: dict[str, dict[str, Any]] = {}
+    for rec in store.records():
+        run = rec.get("run")
+        run_id = run.get("id") if isinstance(run, dict) else None
+        if not isinstance(run_id, str):
+            continue
+        if rec.get("type") == "run.started":
+            open_runs[run_id] = rec
+        elif rec.get("type") == "run.finished":
+            open_runs.pop(run_id, None)
+    return open_runs
+
+
+def recover(session: Session, *, include_unjournaled: bool = False) -> list[Recovered]:
+    """Complete the unfinished runs of the session's ledger that can be completed now."""
+    journals = pending(journal_dir(session.local_dir))
+    if not journals and not include_unjournaled:
+        return []
+    open_runs = unfinished_runs(session.store)
+    done: list[Recovered] = []
+    live: set[str] = set()
+    for journal in journals:
+        lock = RunLock(journal)
+        if not lock.acquire(wait=False):
+            live.add(journal.run_id)  # its tfaudit is still running it
+            continue
+        try:
+            meta = journal.read_meta()
+            if meta is None or meta.get("ledger") != session.store.url:
+                continue  # another ledger's journal, in the same directory
+            started = open_runs.pop(journal.run_id, None)
+            if started is not None:
+                done.append(_from_journal(session, journal, meta))
+            journal.remove()
+        finally:
+            lock.release()
+    if include_unjournaled:
+        for run_id, started in open_runs.items():
+            if run_id not in live:
+                done.append(_without_journal(session, started))
+    return done
+
+
+def _wait_for_terraform(session: Session, meta: Mapping[str, Any]) -> None:
+    pid = meta.get("terraform_pid")
+    if not isinstance(pid, int) or not _proc.process_alive(pid, str(meta.get("tf", {}).get("path") or "")):
+        return
+    session.console.warn(f"tfaudit: run {meta.get('run_id')}: waiting for terraform (pid {pid}) to finish "
+                         "the apply its tfaudit started")
+    while _proc.process_alive(pid, str(meta.get("tf", {}).get("path") or "")):
+        time.sleep(0.2)
+
+
+def _state_after(session: Session, meta: Mapping[str, Any]) -> State | None:
+    tf_meta = meta.get("tf") or {}
+    tf = Terraform(str(tf_meta.get("path")), str(tf_meta.get("tool") or "terraform"), tf_meta.get("version"),
+                   tf_meta.get("chdir"), session.env)
+    return load_state(tf)
+
+
+def _in_state(state: State | None) -> dict[str, bool]:
+    """address -> tainted, for every current object in the state."""
+    return {r.address: bool(r.tainted) for r in (state.resources if state else ()) if r.deposed is None}
+
+
+def recovered_status(tracked: str, actions: Sequence[str], clean_finish: bool, present: dict[str, bool],
+                     address: str) -> tuple[str, str | None]:
+    """(status, why) of one planned change, from the journal's evidence checked against the state."""
+    acts = set(actions)
+    if tracked == "started":
+        return "unknown", "terraform started this change; its journal does not say how it ended"
+    if tracked == "failed":
+        return "failed", None
+    if tracked == "not_attempted":
+        if acts <= {"forget", "no-op"} and clean_finish:
+            return "succeeded", None
+        return "not_attempted", None
+    # the journal says it completed: the state must agree
+    if acts & _CHANGED or acts == {"delete", "create"} or acts == {"create", "delete"}:
+        if address not in present or present[address]:
+            return "unknown", "the journal says it completed, but the state has no untainted object at this address"
+    elif acts == {"delete"} and address in present:
+        return "unknown", "the journal says it was deleted, but the state still has it"
+    return "succeeded", None
+
+
+def _journal_evidence(journal: Journal) -> tuple[ApplyTracker, int, str]:
+    tracker = ApplyTracker()
+    h = hashlib.sha256()
+    n = 0
+    for raw in journal.lines():
+        h.update(raw)
+        n += 1
+        event = parse_event_line(raw)
+        if event is not None:
+            tracker.feed(event)
+    return tracker, n, h.hexdigest()
+
+
+def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -> Recovered:
+    _wait_for_terraform(session, meta)
+    tracker, lines, digest = _journal_evidence(journal)
+    state_after = _state_after(session, meta)
+    present = _in_state(state_after)
+    errors = [d for d in tracker.diagnostics if d.is_error]
+    clean = tracker.change_summary is not None and not errors
+    run, actor = meta["run"], meta.get("actor") or {}
+    recs: list[dict[str, Any]] = []
+    counts: dict[str, int] = {"succeeded": 0, "failed": 0, "not_attempted": 0}
+    for change in meta.get("changes") or []:
+        body = dict(change["resource"])
+        res = tracker.outcome(body["address"])
+        status, why = recovered_status(str(res.status), body.get("actions") or [], clean, present, body["address"])
+        body["status"], body["elapsed_seconds"] = status, res.elapsed_seconds
+        if status == "failed" and res.errors:
+            body["error"] = {"summary": session.redactor.scrub(res.errors[0].summary),
+                             "detail": session.redactor.scrub(res.errors[0].detail)}
+        elif why:
+            body["error"] = {"summary": why, "detail": ""}
+        counts[status] = counts.get(status, 0) + 1
+        recs.append(records.base_record("resource.changed", run, actor, resource=body))
+    exit_code = (1 if errors else 0) if tracker.change_summary is not None or errors else -1
+    status = "unknown" if counts.get("unknown") or exit_code == -1 else records.run_status(counts, exit_code, False)
+    recovered = _recovered_note(session, meta, {"lines": lines, "sha256": digest, "finished": clean})
+    outcome = records.outcome_body(
+        status=status, exit_code=exit_code, counts=counts, state_before=None, state_after=state_after,
+        errors=[{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
+                for d in tracker.errors_without_address],
+        reason="tfaudit stopped before the run finished; completed from terraform's journal and the state")
+    outcome["state"]["before"] = meta.get("state_before")
+    outcome["recovered"] = recovered
+    recs.append(records.base_record("run.finished", run, actor, outcome=outcome))
+    publish(session, recs, applied=True)
+    return Recovered(str(meta["run_id"]), status, counts, True)
+
+
+def _recovered_note(session: Session, meta: Mapping[str, Any], journal: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"at": records.now(), "by": session.actor.get("user"), "tfaudit_pid": meta.get("tfaudit_pid"),
+            "journal": dict(journal) if journal is not None else None}
+
+
+def _without_journal(session: Session, started: Mapping[str, Any]) -> Recovered:
+    run, actor = started["run"], started.get("actor") or {}
+    n = len((started.get("plan") or {}).get("changes") or [])
+    counts = {"succeeded": 0, "failed": 0, "not_attempted": 0, "unknown": n}
+    outcome = records.outcome_body(status="unknown", exit_code=-1, counts=counts, state_before=None,
+                                   state_after=None,
+                                   reason="tfaudit stopped before the run finished and left no journal here")
+    outcome["recovered"] = _recovered_note(session, {}, None)
+    publish(session, [records.base_record("run.finished", run, actor, outcome=outcome)], applied=True)
+    return Recovered(str(run.get("id")), "unknown", counts, False)
+
+
+def recover_ledger(inv: Invocation, env: Mapping[str, str], console: Console) -> list[Recovered]:
+    """`tfaudit recover`: finish every unfinished run of the ledger that can be finished now."""
+    session = open_session(inv, env, console)
+    return recover(session, include_unjournaled=True)
