@@ -199,7 +199,7 @@ def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tra
     override = run.publish(recs, applied=True)
     session.console.summary(
         f"run {run.run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
-        if changes else f"run {run.run_id[:8]} (no changes)", session.ledger_file)
+        if changes else f"run {run.run_id[:8]} (no changes)", session.store.local_path or session.store.url)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc

@@ -32,12 +32,13 @@ class Console:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def summary(self, recorded: str, ledger: Path) -> None:
-        """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where."""
+    def summary(self, recorded: str, ledger: Path | str) -> None:
+        """tfaudit's one line of its own after terraform's screen (stderr): what it recorded, where
+        (a file ledger's path, or a shared store's URL)."""
         if self.quiet:
             return
         try:
-            where = str(ledger.relative_to(Path.cwd()))
+            where = str(ledger.relative_to(Path.cwd())) if isinstance(ledger, Path) else ledger
         except ValueError:
             where = str(ledger)
         self.warn("; ".join([f"tfaudit: recorded {recorded} in {where}", *self.notes]))
