@@ -103,11 +103,12 @@ for name in ("run", "run_streaming"):
     def tf(*a, _fn=fn, **k):
         argv = a[0] if a else k.get("argv", [])
         sub = next((x for x in argv[1:] if not x.startswith("-")), "?")
+        prog = str(argv[0]).rsplit("/", 1)[-1] if argv else "?"
         t0 = time.perf_counter()
         try:
             return _fn(*a, **k)
         finally:
-            add(f"terraform {sub}", time.perf_counter() - t0)
+            add(f"{'terraform' if prog in ('terraform', 'tofu') else prog} {sub}", time.perf_counter() - t0)
     setattr(proc, name, tf)
 for label, target in phases:
     mod_name, attr = target.split(":")

@@ -138,3 +138,30 @@ def test_apply_with_the_local_ledger_imports_no_aws_no_rich_no_logging(
     assert rc == 0
     assert "tfaudit.trail.ledger" in modules  # it did record
     assert denied(modules, HEAVY) == []
+
+
+_PREPARE = """
+import sys, threading
+from pathlib import Path
+from tfaudit.config import parse_config
+from tfaudit.sinks.delivery import prepare
+cfg = parse_config(Path(sys.argv[1]))
+prepare(Path(sys.argv[2]), cfg.section("sink"), None, print)
+for t in threading.enumerate():
+    if t.name == "tfaudit-boto3-import":
+        t.join()
+print("boto3" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("sink", "imports_boto3"), [
+    ('sink "s3" "archive" {\n  bucket = "audit-bucket"\n}\n', True),
+    ('sink "webhook" "siem" {\n  url = "http://127.0.0.1:9/in"\n  secret_env = "S"\n}\n', False),
+])
+def test_an_aws_sink_starts_importing_boto3_before_terraform_runs(tmp_path: Path, sink: str, imports_boto3: bool) -> None:
+    cfg = tmp_path / ".tfaudit.hcl"
+    cfg.write_text(sink)
+    res = subprocess.run([sys.executable, "-c", _PREPARE, str(cfg), str(tmp_path / "ledger.jsonl")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == str(imports_boto3)

@@ -169,6 +169,24 @@ def _tool_name(path: str) -> str:
 def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> Terraform:
     path, tool = find_binary(explicit, env)
     env = terraform_env(env)  # TF_CLI_ARGS* were routed by tfaudit (terraform.args.env_args) already
+    if chdir is not None and not Path(chdir).is_dir():
+        raise TerraformError(f"-chdir={chdir}: no such directory", hint="check the path given to -chdir")
+    return Terraform(path, tool, tool_version(path, env), chdir, env)
+
+
+def tool_version(path: str, env: Mapping[str, str]) -> str | None:
+    """`terraform version -json`'s version, remembered per binary (path, size, mtime): starting
+    terraform only to ask costs about 0.1 s of every run. Version managers' shims (scripts, or
+    links to a dispatcher such as mise) pick the version per directory: they are asked every time."""
+    key = _binary_key(path)
+    cache = _version_cache(env)
+    if key is not None:
+        try:
+            known = json.loads(cache.read_text()).get(key)
+            if isinstance(known, str) and known:
+                return known
+        except (OSError, ValueError, AttributeError):
+            pass
     res = _proc.run([path, "version", "-json"], env=env, timeout=60)
     version: str | None = None
     if res.ok:
@@ -177,9 +195,44 @@ def detect(explicit: str | None, env: Mapping[str, str], chdir: str | None) -> T
             version = str(doc.get("terraform_version") or doc.get("version") or "") or None
         except ValueError:
             version = None
-    if chdir is not None and not Path(chdir).is_dir():
-        raise TerraformError(f"-chdir={chdir}: no such directory", hint="check the path given to -chdir")
-    return Terraform(path, tool, version, chdir, env)
+    if key is not None and version is not None:
+        _remember(cache, key, version)
+    return version
+
+
+def _binary_key(path: str) -> str | None:
+    real = os.path.realpath(path)
+    if not any(name in Path(real).name for name in ("terraform", "tofu")):
+        return None  # a link to a version manager's dispatcher (mise, ...)
+    try:
+        st = os.stat(real)
+        with open(real, "rb") as f:
+            if f.read(2) == b"#!":
+                return None  # a version manager's shim script
+    except OSError:
+        return None
+    return f"{real}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _version_cache(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
+    return Path(base) / "tfaudit" / "tool-versions.json"
+
+
+def _remember(cache: Path, key: str, version: str) -> None:
+    try:
+        known = json.loads(cache.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    known[key] = version
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, sort_keys=True))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a cache we cannot write only costs a `terraform version` per run
 
 
 _PROBE = "-tfaudit-flag-probe"
