@@ -164,9 +164,10 @@ def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
 RecordSource = Callable[[Progress], Iterator[dict[str, Any]]]
 
 
-def local_source(path: Path) -> tuple[str, RecordSource]:
+def local_source(path: Path | str, env: Mapping[str, str] | None = None) -> tuple[str, RecordSource]:
+    """A ledger store: a file, or a shared store's URL (s3://, postgresql://)."""
     def read(progress: Progress) -> Iterator[dict[str, Any]]:
-        view = open_store(path).snapshot()
+        view = open_store(path, env).snapshot()
         progress.add_total(getattr(view, "size", 0))
         for _, raw in view.lines():
             progress.advance(len(raw))
@@ -223,8 +224,11 @@ def sources_for(specs: Sequence[str | Path], env: Mapping[str, str] | None = Non
     out: list[tuple[str, RecordSource]] = []
     for spec in specs:
         text = str(spec)
-        if text.startswith("s3://"):
-            out.append(s3_source(text, env or {}))
+        if text.startswith("s3://"):  # a ledger store when one is there, else the S3 sink's objects
+            shared = open_store(text, env)
+            out.append(local_source(text, env) if shared.exists() else s3_source(text, env or {}))
+        elif "://" in text and not text.startswith("file://"):
+            out.append(local_source(text, env))
         else:
             path = Path(text)
             if path.is_dir():

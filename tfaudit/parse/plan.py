@@ -325,9 +325,10 @@ def _not_a_plan(doc: Any, source: str) -> PlanError:
     return PlanError(f"{source}: looks like {DESCRIPTIONS[kind]}, not a plan", hint=HINT)
 
 
-# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw.
+# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw. (`checks` is kept:
+# one small entry per checked object, read by plan_checks for the records and the check.failed rule.)
 RAW_DROPPED = frozenset({"resource_changes", "resource_drift", "planned_values", "prior_state", "configuration",
-                         "relevant_attributes", "checks"})
+                         "relevant_attributes"})
 
 
 def _plan(doc: Any, source: str) -> Plan:

@@ -20,7 +20,9 @@ from typing import Any
 
 from tfaudit import records
 from tfaudit.parse.events import ApplyTracker, parse_event_line
+from tfaudit.parse.plan import ResourceChange
 from tfaudit.parse.state import State
+from tfaudit.run import outcomes
 from tfaudit.run.journal import Journal, RunLock, journal_dir, pending
 from tfaudit.run.outofband import load_state
 from tfaudit.run.publish import publish
@@ -157,21 +159,16 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
     errors = [d for d in tracker.diagnostics if d.is_error]
     clean = tracker.change_summary is not None and not errors
     run, actor = meta["run"], meta.get("actor") or {}
+    exit_code = (1 if errors else 0) if tracker.change_summary is not None or errors else -1
+    bodies = [dict(change["resource"]) for change in meta.get("changes") or []]
+    resolved = outcomes.resolve([_planned_change(b) for b in bodies], tracker, exit_code=max(exit_code, 0),
+                                interrupted=False, state_after=state_after)
     recs: list[dict[str, Any]] = []
     counts: dict[str, int] = {"succeeded": 0, "failed": 0, "not_attempted": 0}
-    for change in meta.get("changes") or []:
-        body = dict(change["resource"])
-        res = tracker.outcome(body["address"])
-        status, why = recovered_status(str(res.status), body.get("actions") or [], clean, present, body["address"])
-        body["status"], body["elapsed_seconds"] = status, res.elapsed_seconds
-        if status == "failed" and res.errors:
-            body["error"] = {"summary": session.redactor.scrub(res.errors[0].summary),
-                             "detail": session.redactor.scrub(res.errors[0].detail)}
-        elif why:
-            body["error"] = {"summary": why, "detail": ""}
-        counts[status] = counts.get(status, 0) + 1
+    for body, outcome in zip(bodies, resolved):
+        body.update(_outcome_fields(session, body, outcome, tracker, clean, present))
+        counts[body["status"]] = counts.get(body["status"], 0) + 1
         recs.append(records.base_record("resource.changed", run, actor, resource=body))
-    exit_code = (1 if errors else 0) if tracker.change_summary is not None or errors else -1
     status = "unknown" if counts.get("unknown") or exit_code == -1 else records.run_status(counts, exit_code, False)
     recovered = _recovered_note(session, meta, {"lines": lines, "sha256": digest, "finished": clean})
     outcome = records.outcome_body(
@@ -184,6 +181,33 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
     recs.append(records.base_record("run.finished", run, actor, outcome=outcome))
     publish(session, recs, applied=True)
     return Recovered(str(meta["run_id"]), status, counts, True)
+
+
+def _planned_change(body: Mapping[str, Any]) -> ResourceChange:
+    """The planned change a recorded (redacted) resource body describes: enough for the outcome rules."""
+    return ResourceChange(
+        address=body["address"], previous_address=body.get("previous_address"), module=body.get("module"),
+        mode=str(body.get("mode") or "managed"), type=str(body.get("type") or ""), name=str(body.get("name") or ""),
+        index=body.get("index"), provider=str(body.get("provider") or ""), actions=tuple(body.get("actions") or ()),
+        action_reason=body.get("action_reason"), before=body.get("before"), after=body.get("after"),
+        after_unknown=None, before_sensitive=None, after_sensitive=None, replace_paths=(),
+        importing=body.get("importing"), deposed=body.get("deposed"), generated_config=None)
+
+
+def _outcome_fields(session: Session, body: Mapping[str, Any], outcome: records.Outcome, tracker: ApplyTracker,
+                    clean: bool, present: dict[str, bool]) -> dict[str, Any]:
+    """A recovered change's status, phases, evidence and after-values: tfaudit.run.outcomes' verdict from
+    the journal and the state, except that an operation the journal shows started and never ended is
+    `unknown` (terraform may have been killed too), never guessed."""
+    fresh = records.resource_body(_planned_change(body), outcome, session.redactor)
+    fields = {k: fresh[k] for k in ("status", "phases", "evidence", "error", "elapsed_seconds", "after",
+                                    "after_source", "planned_after") if k in fresh}
+    tracked = str(tracker.outcome(body["address"]).status)
+    status, why = recovered_status(tracked, body.get("actions") or [], clean, present, body["address"])
+    if status == "unknown" and fields["status"] != "unknown":
+        fields["status"] = "unknown"
+        fields["error"] = {"summary": why or "the evidence cannot tell", "detail": ""}
+    return fields
 
 
 def _recovered_note(session: Session, meta: Mapping[str, Any], journal: Mapping[str, Any] | None) -> dict[str, Any]:
