@@ -1,13 +1,25 @@
-"""Benchmark the ledger: appending, then tfaudit verify, log, history and report on it.
+"""Benchmark reading the trail: verify (with signatures, and the chain alone), log, history, report.
 
-    .venv/bin/python scripts/bench_reading.py [RUNS] [RESOURCES_PER_RUN]
+    .venv/bin/python scripts/bench_reading.py [RUNS] [RESOURCES_PER_RUN] [BIG_RECORDS]
 
-Builds a real signed ledger (RUNS applies of RESOURCES_PER_RUN changes each) in a temp dir,
-then times the CLI commands as a user runs them (subprocesses, output to a pipe).
+Builds a real signed ledger (RUNS applies of RESOURCES_PER_RUN changes each; default 1762 x 10
+= 21,144 records, the size issue 13 measured) and a bigger one of about BIG_RECORDS records
+(default 100,000) for log and history, in a temp dir. Then prints each figure beside the
+limit it is measured against, measured in the same run:
+
+- Ed25519 verification alone, per core, over the ledger's own payloads, times the cores
+  this process may use: the most any verify with signatures can do here;
+- SHA-256 over each line, per core: the most a chain check can do.
+
+Commands are timed as a user runs them (a subprocess, output to a pipe, interpreter start
+included); "in-process" figures leave out the start (about 0.3 s) to show the rate itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,41 +30,124 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from trail_factory import Res, add_run  # noqa: E402
 
-from tfaudit.trail.signing import generate_keypair, load_signer  # noqa: E402
+from tfaudit.trail.signing import generate_keypair, load_signer, load_verifier  # noqa: E402
+
+
+def build(ledger: Path, signer: object, runs: int, per_run: int) -> None:
+    for i in range(runs):
+        add_run(ledger, signer, time=f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00.{i:06d}Z",  # type: ignore[arg-type]
+                actor=f"user{i % 7}", workspace=f"ws{i % 5}", status="succeeded" if i % 9 else "partial",
+                resources=[Res(f"terraform_data.r{j}", "update" if j % 3 else "replace",
+                               "succeeded" if (i + j) % 11 else "failed", error=None if (i + j) % 11 else "boom")
+                           for j in range(per_run)])
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def anchors(ledger: Path, pub: Path) -> tuple[float, float]:
+    """(Ed25519 verifications/s on one core, SHA-256 of a line/s on one core), over this ledger's lines."""
+    from tfaudit.trail.recordsig import _payload_from_line, strict_b64decode
+
+    verifier = load_verifier(pub)
+    lines = ledger.read_bytes().splitlines()[:3000]
+    work = []
+    for line in lines:
+        rec = json.loads(line)
+        payload = _payload_from_line(line, rec["signature"], 2)
+        assert payload is not None
+        work.append((strict_b64decode(rec["signature"]["value"]), payload))
+    key = verifier.public_key
+    t = time.process_time()
+    for sig, payload in work:
+        key.verify(sig, payload)  # type: ignore[call-arg]
+    ed = len(work) / (time.process_time() - t)
+    t = time.process_time()
+    for _ in range(20):
+        for line in lines:
+            hashlib.sha256(line).hexdigest()
+    sha = 20 * len(lines) / (time.process_time() - t)
+    return ed, sha
+
+
+def cli(*args: str) -> float:
+    t = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "tfaudit", *args], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    return time.monotonic() - t
+
+
+def in_process(ledger: Path, pub: Path, **kw: object) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its workers) of one verify_ledger call.
+
+    CPU seconds show the cost when the machine is shared (wall time then includes waiting
+    for a core); on a quiet machine wall time is CPU time divided by the cores used.
+    """
+    import resource
+
+    from tfaudit.trail.verify import verify_ledger
+
+    def cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t, c = time.monotonic(), cpu()
+    report = verify_ledger(ledger, [load_verifier(pub)], **kw)  # type: ignore[arg-type]
+    assert report.ok, report.problems[:3]
+    return time.monotonic() - t, cpu() - c
+
+
+def row(what: str, figure: str, anchor: str, ratio: str) -> None:
+    print(f"| {what} | {figure} | {anchor} | {ratio} |")
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1762
     per_run = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    big = int(sys.argv[3]) if len(sys.argv) > 3 else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         priv, pub = generate_keypair(d / "key")
         signer = load_signer(priv)
         ledger = d / "ledger.jsonl"
         t0 = time.monotonic()
-        for i in range(runs):
-            add_run(ledger, signer, time=f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00.{i:06d}Z",
-                    actor=f"user{i % 7}", workspace=f"ws{i % 5}", status="succeeded" if i % 9 else "partial",
-                    resources=[Res(f"terraform_data.r{j}", "update" if j % 3 else "replace",
-                                   "succeeded" if (i + j) % 11 else "failed", error=None if (i + j) % 11 else "boom")
-                               for j in range(per_run)])
-        size, n, took = ledger.stat().st_size, runs * (per_run + 2), time.monotonic() - t0
-        print(f"ledger: {runs} runs, {n} records, {size / 1e6:.1f} MB "
-              f"(appended run by run under the lock with fsync in {took:.1f} s: {n / took:,.0f} records/s)")
-        cmds = {
-            "verify": ["verify", str(ledger), "--public-key", str(pub)],
-            "log": ["log", str(ledger)],
-            "log --actor user3 --outcome partial": ["log", str(ledger), "--actor", "user3", "--outcome", "partial"],
-            "history terraform_data.r1": ["history", "terraform_data.r1", "--ledger", str(ledger)],
-            "report (chain only)": ["report", "--html", str(d / "r.html"), "--ledger", str(ledger)],
-            "report --public-key": ["report", "--html", str(d / "r.html"), "--ledger", str(ledger),
-                                    "--public-key", str(pub)],
-        }
-        for name, args in cmds.items():
-            t = time.monotonic()
-            res = subprocess.run([sys.executable, "-m", "tfaudit", *args], capture_output=True, text=True)
-            assert res.returncode == 0, res.stderr
-            print(f"{name:<40} {time.monotonic() - t:6.2f} s")
+        build(ledger, signer, runs, per_run)
+        n, took = runs * (per_run + 2), time.monotonic() - t0
+        print(f"ledger: {n:,} records, {ledger.stat().st_size / 1e6:.1f} MB (appended run by run under the lock "
+              f"with fsync: {n / took:,.0f} records/s); {cores()} cores; load average {os.getloadavg()[0]:.1f}")
+        ed, sha = anchors(ledger, pub)
+        k = cores()
+        print()
+        print("| what | figure | limit it is measured against | ratio |")
+        print("|---|---:|---:|---:|")
+        t = cli("verify", str(ledger), "--public-key", str(pub))
+        ti, ci = in_process(ledger, pub)
+        row(f"verify with signatures, {n:,} records", f"{n / ti:,.0f} records/s in-process ({k} processes; "
+            f"{n / ci:,.0f} per CPU-second); {t:.2f} s as a command", f"Ed25519 alone: {ed:,.0f}/s per core "
+            f"x {k} = {ed * k:,.0f}/s", f"{n / ti / (ed * k):.2f} (per CPU-second: {n / ci / ed:.2f})")
+        t = cli("verify", str(ledger), "--chain-only")
+        ti, ci = in_process(ledger, pub, chain_only=True)
+        row("verify --chain-only (hash chain + seq)", f"{n / ti:,.0f} records/s in-process "
+            f"({n / ci:,.0f} per CPU-second); {t:.2f} s as a command",
+            f"SHA-256 of each line: {sha:,.0f}/s per core", f"{n / ti / sha:.2f} (per CPU-second: {n / ci / sha:.2f})")
+        t = cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger))
+        row(f"report --html, {n:,} records (chain, schema)", f"{t:.2f} s", "target 2 s", f"{t / 2:.2f}")
+        t = cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger), "--public-key", str(pub))
+        row(f"report --html --public-key, {n:,} records", f"{t:.2f} s", "target 2 s", f"{t / 2:.2f}")
+        if big:
+            bigger = d / "big.jsonl"
+            build(bigger, signer, max(1, big // (per_run + 2)), per_run)
+            nb = max(1, big // (per_run + 2)) * (per_run + 2)
+            for name, args in (("log", ["log", str(bigger)]),
+                               ("log --actor user3 --outcome partial",
+                                ["log", str(bigger), "--actor", "user3", "--outcome", "partial"]),
+                               ("history terraform_data.r1", ["history", "terraform_data.r1", "--ledger", str(bigger)])):
+                t = cli(*args)
+                row(f"{name}, {nb:,} records", f"{t:.2f} s", "target 1 s", f"{t:.2f}")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ def main() -> None:
                 continue
             url = new_store(kind, aws, pg)
             bench_writers(kind, url, aws, priv, args.writers, args.runs)
+            if not args.records:
+                continue
             big = new_store(kind, aws, pg)
             fill(kind, big, aws, signer, args.records)
             timed("verify URL", ["verify", big, "--public-key", str(pub)], aws)

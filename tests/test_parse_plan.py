@@ -310,3 +310,15 @@ def test_real_plan_raw_is_read_only_and_keeps_only_the_small_members(real_plan: 
 
 def test_parse_plans_of_a_single_document_is_a_list_of_one() -> None:
     assert parse_plans(REAL_PLAN.read_bytes()) == [parse_plan(REAL_PLAN.read_text())]
+
+
+def test_plan_checks_survive_the_trimmed_raw() -> None:
+    from tfaudit.parse.plan import plan_checks
+
+    check = {"address": {"kind": "check", "name": "health", "to_display": "check.health"}, "status": "fail",
+             "instances": [{"address": {"to_display": "check.health"}, "status": "fail", "problems": [{"message": "down"}]}]}
+    plan = parse_plan(json.dumps({"format_version": "1.2", "resource_changes": [], "checks": [check],
+                                  "prior_state": {"values": {}}, "configuration": {"root_module": {}}}))
+    assert [dict(c) for c in plan_checks(plan)] == [
+        {"address": "check.health", "kind": "check", "status": "fail", "problems": ("down",)}]
+    assert "prior_state" not in plan.raw and "configuration" not in plan.raw

@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from tfaudit.cli.app import main
+from tfaudit.cli.entry import main
 
 sys.exit(main())

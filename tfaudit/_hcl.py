@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tfaudit._bounded import MAX_CONFIG_BYTES, read_regular
 from tfaudit.errors import ConfigError
 
 BLOCK_MARKER = "__is_block__"
@@ -18,12 +19,14 @@ BLOCK_MARKER = "__is_block__"
 def load_hcl(path: Path) -> dict[str, Any]:
     import hcl2
 
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"config file {path} does not exist", hint="create it, or drop --config/TFAUDIT_CONFIG")
+    raw = read_regular(path, limit=MAX_CONFIG_BYTES, what="config file", error=ConfigError,
+                        hint="a .tfaudit.hcl holds settings and rules; keep it under the limit")
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", hint="create it, or drop --config/TFAUDIT_CONFIG") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} cannot be read: {e}") from e
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 (undecodable byte at offset {e.start})") from None
     try:
         data = hcl2.loads(text, serialization_options=_options())
     except Exception as e:  # noqa: BLE001 - lark raises many types; all mean "not valid HCL"

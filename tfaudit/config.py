@@ -44,6 +44,7 @@ SECTIONS: dict[str, str] = {
 @dataclass(frozen=True)
 class LedgerConfig:
     path: Path | None = None
+    url: str | None = None  # a shared store: s3://BUCKET/PREFIX or postgresql://...
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,13 @@ def get_str_list(ctx: BlockContext, body: Mapping[str, Any], key: str, *, label:
 # --- core sections ---------------------------------------------------------------------
 def _parse_ledger(ctx: BlockContext, entries: list[Any]) -> LedgerConfig:
     body = single_block(ctx, entries)
-    check_keys(ctx, body, {"path"})
-    p = get_str(ctx, body, "path")
-    return LedgerConfig(ctx.resolve(p) if p else None)
+    check_keys(ctx, body, {"path", "url"})
+    p, url = get_str(ctx, body, "path"), get_str(ctx, body, "url")
+    if p and url:
+        raise ctx.error("give the ledger a path or a url, not both")
+    if url is not None and "://" not in url:
+        raise ctx.error(f"url {url!r} is not a store URL (s3://BUCKET/PREFIX or postgresql://...); use path for a file")
+    return LedgerConfig(ctx.resolve(p) if p else None, url or None)
 
 
 def _parse_signing(ctx: BlockContext, entries: list[Any]) -> SigningConfig:

@@ -8,7 +8,6 @@ count once, by record id. Nothing here verifies signatures: that is `tfaudit ver
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tfaudit.errors import InputError, UsageError
+from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import open_store
 
 
@@ -164,18 +164,17 @@ def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
 RecordSource = Callable[[Progress], Iterator[dict[str, Any]]]
 
 
-def local_source(path: Path) -> tuple[str, RecordSource]:
+def local_source(path: Path | str, env: Mapping[str, str] | None = None) -> tuple[str, RecordSource]:
+    """A ledger store: a file, or a shared store's URL (s3://, postgresql://)."""
     def read(progress: Progress) -> Iterator[dict[str, Any]]:
-        view = open_store(path).snapshot()
+        view = open_store(path, env).snapshot()
         progress.add_total(getattr(view, "size", 0))
         for _, raw in view.lines():
             progress.advance(len(raw))
             try:
-                rec = json.loads(raw)
-            except ValueError:
+                yield parse_line(raw)
+            except BadLine:
                 continue  # `tfaudit verify` reports these
-            if isinstance(rec, dict):
-                yield rec
 
     return str(path), read
 
@@ -208,11 +207,9 @@ def s3_source(url: str, env: Mapping[str, str]) -> tuple[str, RecordSource]:
                 progress.advance(len(body))
                 for line in body.splitlines():
                     try:
-                        rec = json.loads(line)
-                    except ValueError:
+                        yield parse_line(line)
+                    except BadLine:
                         continue
-                    if isinstance(rec, dict):
-                        yield rec
         except ImportError:
             raise UsageError(f"cannot read {url}: boto3 is not installed",
                              hint="pip install 'tfaudit[aws]'") from None
@@ -227,8 +224,11 @@ def sources_for(specs: Sequence[str | Path], env: Mapping[str, str] | None = Non
     out: list[tuple[str, RecordSource]] = []
     for spec in specs:
         text = str(spec)
-        if text.startswith("s3://"):
-            out.append(s3_source(text, env or {}))
+        if text.startswith("s3://"):  # a ledger store when one is there, else the S3 sink's objects
+            shared = open_store(text, env)
+            out.append(local_source(text, env) if shared.exists() else s3_source(text, env or {}))
+        elif "://" in text and not text.startswith("file://"):
+            out.append(local_source(text, env))
         else:
             path = Path(text)
             if path.is_dir():

@@ -129,3 +129,29 @@ def test_only_the_file_store_opens_a_ledger_file() -> None:
                 "sinks/outbox.py", "sinks/file.py", "run/journal.py"):  # journal.py locks a run's journal files
             offenders.append(f"{rel}: imports fcntl and touches a ledger")
     assert offenders == []
+
+
+def test_the_out_of_band_check_reads_only_the_tail(tmp_path: Path, signer, monkeypatch) -> None:
+    """run.outofband.last_known_state finds the newest state record reading backwards (issue 13)."""
+    import os
+    from types import SimpleNamespace
+
+    from tfaudit import records
+    from tfaudit.run.outofband import last_known_state
+
+    path = _ledger(tmp_path, signer, runs=250)
+    store = open_store(path)
+    run = records.RunInfo(id=records.RunId(records.new_id()), command="apply", args=(), tool="terraform",
+                          tool_version="1.11.4", workspace="default", working_dir="/w")
+    actor = {"user": "alice", "os_user": "alice", "hostname": None, "git": None, "ci": None}
+    after = SimpleNamespace(serial=3, lineage="l", sha256="0" * 64, resources=[])
+    seq = store.append([records.base_record("run.finished", run, actor, outcome=records.outcome_body(
+        status="succeeded", exit_code=0, counts={}, state_before=None, state_after=after))], signer)[0].seq
+    add_run(path, signer, time="2026-01-02T00:00:00Z", resources=[Res("a.b", "create")] * 3)
+    read = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
+    known = last_known_state(store, "/w", "default")
+    assert known is not None and known.seq == seq and known.state == {**known.state, "serial": 3}
+    size = path.stat().st_size
+    assert sum(read) < size / 4, (sum(read), size)  # the tail, not the ledger

@@ -56,6 +56,12 @@ def test_imported_file_ledger_verifies_inside_the_store(empty_store: tuple[str, 
     # the text report names each workspace
     res = run_tfaudit("verify", url, "--public-key", str(old_pub), "--public-key", str(new_pub), env=env)
     assert "workspace prod: 12 records, 3 runs" in res.stdout and "workspace stage: 3 records, 1 runs" in res.stdout
+    # the reading commands take the store's URL too
+    res = run_tfaudit("log", "--ledger", url, "--format", "json", env=env)
+    assert res.returncode == 0, res.output
+    assert sorted(r["workspace"] for r in json.loads(res.stdout)) == ["prod", "prod", "prod", "stage"]
+    res = run_tfaudit("history", "terraform_data.c", "--ledger", url, env=env)
+    assert res.returncode == 0 and "terraform_data.c" in res.stdout, res.output
     # without the imported chain's key, its records are named as unverifiable
     res = run_tfaudit("verify", url, "--public-key", str(new_pub), env=env)
     assert res.returncode == 1 and "unknown_key" in res.stdout

@@ -233,8 +233,14 @@ def analyse_file(path: Path, analyzer: Analyzer) -> AnalysisReport:
     except OSError as e:
         raise PlanError(f"{path}: cannot read ({e.strerror or e.__class__.__name__})",
                         hint="pass a plan file, a saved plan, or - for stdin") from e
+    def whole() -> bytes:  # only for what the streaming reader cannot take: bounded
+        from tfaudit._bounded import MAX_WHOLE_DOCUMENT_BYTES, read_regular
+
+        return read_regular(path, limit=MAX_WHOLE_DOCUMENT_BYTES, what="plan", error=PlanError,
+                            hint="a plan this large must be plain UTF-8 'terraform show -json' output")
+
     with f:
-        return analyse_stream(f, analyzer, str(path), full=path.read_bytes)
+        return analyse_stream(f, analyzer, str(path), full=whole)
 
 
 def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> AnalysisReport:
@@ -252,7 +258,11 @@ def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> A
             report.add_change(ch, analyzer)
 
         shell = stream_plan(f, source, on_change, report.add_drift)
-    except NotStreamable:
+    except NotStreamable as e:
+        if e.args == ("empty",):  # e.g. a gigabyte of whitespace: say so without reading it again
+            from tfaudit.errors import PlanError
+
+            raise PlanError(f"{source}: is empty", hint="pass a plan file, a saved plan, or - for stdin") from None
         report = AnalysisReport()
         for plan in parse_plans(full(), source=source):
             analyse_plan(plan, analyzer, report, source)

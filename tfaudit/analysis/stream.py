@@ -241,7 +241,10 @@ def stream_plan(f: BinaryIO, source: str, on_change: Callable[[ResourceChange], 
     """
     r = _Reader(f)
     r.start()
-    if r.peek() != "{":
+    first = r.peek()
+    if first == "":
+        raise NotStreamable("empty")
+    if first != "{":
         raise NotStreamable("not a JSON object")
     shell: dict[str, Any] = {}
     counts = {"resource_changes": 0, "resource_drift": 0}

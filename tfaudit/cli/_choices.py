@@ -24,7 +24,7 @@ def parser(option: str, choices: Iterable[E], hint: str | None = None) -> Callab
 
     def parse(value: str | E) -> E:
         if isinstance(value, Enum):
-            return value  # type: ignore[return-value]
+            return value
         if value in allowed:
             return allowed[value]
         raise UsageError(f"{option} must be one of {', '.join(allowed)}, not {value!r}", hint=hint)

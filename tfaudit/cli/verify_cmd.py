@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from tfaudit.cli._ledgers import ReadFormat, format_option, ledger_option
 from tfaudit.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from tfaudit.trail.verify import Report
 
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
@@ -30,6 +33,8 @@ def verify(
                                               "or s3://BUCKET/PREFIX: truncation, rewritten history, forks."),
     dsse: Optional[Path] = typer.Option(None, "--dsse", metavar="FILE", help="Check the in-toto DSSE envelopes in this file "
                                         "('tfaudit export --format in-toto'); with LEDGER, also that their records are in it."),
+    chain_only: bool = typer.Option(False, "--chain-only", help="Check only the sequence and hash chain, fast; "
+                                    "signatures and content are NOT checked (no key needed)."),
 ) -> int:
     """Check every line: JSON, schema, signature, sequence, chain, and that every run finished."""
     from tfaudit.cli._ledgers import chdir_of, default_public_keys, ledger_specs
@@ -39,6 +44,10 @@ def verify(
     if ledger_arg and ledger_opt and ledger_arg != ledger_opt:
         raise UsageError("give the ledger once: as LEDGER or as --ledger")
     ledger = ledger_arg or ledger_opt or (None if dsse is not None else ledger_specs(None, chdir=chdir_of(ctx))[0])
+    if chain_only:
+        if ledger is None or checkpoints or dsse:
+            raise UsageError("--chain-only checks a LEDGER alone", hint="drop --checkpoints/--dsse, give a LEDGER")
+        return _render_chain_only(ledger, verify_ledger(ledger, (), chain_only=True), as_json or fmt is ReadFormat.JSON)
     verifiers = [load_verifier(p) for p in (public_key or default_public_keys())]
     as_json = as_json or fmt is ReadFormat.JSON
     # checkpoints and DSSE envelopes (issue 6): tfaudit/cli/prove_cmd.py renders them
@@ -80,3 +89,17 @@ def verify(
         for line in extras.lines:
             typer.echo(line)
     return int(ExitCode.OK if ok else ExitCode.FAILURE)
+
+
+def _render_chain_only(ledger: str, report: Report, as_json: bool) -> int:
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "chain_only": True}, indent=2))
+        return int(ExitCode.OK if report.ok else ExitCode.FAILURE)
+    for p in report.problems:
+        typer.echo(f"{ledger}:{p.line}: {p.kind.value}: {p.message}" if p.line else f"{ledger}: ledger: {p.message}")
+    if report.ok:
+        typer.echo(f"OK (chain only; signatures NOT checked): {report.records} lines chained "
+                   f"(seq 1..{report.last_seq}, head {report.head})")
+    else:
+        typer.echo(f"FAILED: {len(report.problems)} problem(s) in {report.lines} lines (chain only)")
+    return int(ExitCode.OK if report.ok else ExitCode.FAILURE)

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import InputError, VerificationError
-from tfaudit.trail.signing import Signer, Verifier, canonical, signing_payload
+from tfaudit.trail.recordsig import SignatureProblem, verify_record
+from tfaudit.trail.signing import Signer, Verifier, canonical
+from tfaudit.trail.jsonline import BadLine, decode_value, parse_line
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -108,11 +110,9 @@ def envelopes(ledger: Path, signer: Signer, run_prefix: str | None = None) -> It
         for _, raw in store.lines():
             line = raw.rstrip(b"\n")
             try:
-                rec = json.loads(line)
-            except ValueError:
+                yield line, parse_line(line)
+            except BadLine:
                 continue
-            if isinstance(rec, dict):
-                yield line, rec
 
     for group in _runs(parsed()):
         run_id = str((group[0][1].get("run") or {}).get("id"))
@@ -172,9 +172,9 @@ class EnvelopeReport:
 
 def _check_statement(payload: bytes, verifiers: Sequence[Verifier], ledger_lines: set[bytes] | None) -> tuple[str, int]:
     try:
-        stmt = json.loads(payload)
-    except ValueError:
-        raise VerificationError("statement: payload is not JSON") from None
+        stmt = decode_value(payload)  # strict: no NaN, no deep nesting, no lone surrogates
+    except BadLine as e:
+        raise VerificationError(f"statement: payload is not strict JSON ({e.message})") from None
     if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE:
         raise VerificationError(f"statement: _type is not {STATEMENT_TYPE}")
     if stmt.get("predicateType") != PREDICATE_TYPE:
@@ -189,14 +189,15 @@ def _check_statement(payload: bytes, verifiers: Sequence[Verifier], ledger_lines
     by_id = {v.key_id: v for v in verifiers}
     lines: list[bytes] = []
     for r in recs:
-        sig = r.get("signature") or {}
-        v = by_id.get(str(sig.get("key_id")))
-        if v is None:
-            raise VerificationError(f"record {r.get('id')}: signed by {sig.get('key_id')}, not one of the given keys")
         try:
-            v.verify(b64decode_any(str(sig.get("value", ""))), signing_payload(r))
-        except VerificationError:
-            raise VerificationError(f"record {r.get('id')}: its signature does not match it (edited)") from None
+            verify_record(r, by_id)  # strict: version rules, canonical base64, alg bound to the key
+        except SignatureProblem as e:
+            if e.unknown_key:
+                sig = r.get("signature") or {}
+                raise VerificationError(f"record {r.get('id')}: signed by {sig.get('key_id')}, "
+                                        "not one of the given keys") from None
+            what = "its signature does not match it (edited)" if "does not match" in e.message else e.message
+            raise VerificationError(f"record {r.get('id')}: {what}") from None
         line = canonical(r)
         if ledger_lines is not None and line not in ledger_lines:
             raise VerificationError(f"record {r.get('id')} (seq {r.get('chain', {}).get('seq')}) is not in the ledger")
@@ -227,13 +228,13 @@ def verify_envelope_file(path: Path, verifiers: Sequence[Verifier], ledger: Path
     try:
         whole = json.loads(text)
         docs = [(1, e) for e in whole] if isinstance(whole, list) else [(1, whole)]
-    except ValueError:
+    except (ValueError, RecursionError):
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    docs.append((n, json.loads(line)))
-                except ValueError:
-                    report.problems.append((n, "not JSON"))
+                    docs.append((n, decode_value(line.encode("utf-8", "surrogatepass"))))
+                except BadLine as e:
+                    report.problems.append((n, f"not JSON ({e.message})"))
     for n, env in docs:
         report.envelopes += 1
         try:

@@ -98,6 +98,13 @@ def decode_documents(
     """Every JSON document in `data`, in order (one unless they were concatenated)."""
     text = decode_text(data, source=source, error=error, hint=hint)
     try:
+        return _decode_documents(text, source=source, error=error, hint=hint)
+    except RecursionError:  # a value nested thousands deep: refuse it, never crash
+        raise error(f"{source}: JSON nests too deep", hint=hint) from None
+
+
+def _decode_documents(text: str, *, source: str, error: type[InputError], hint: str) -> list[Any]:
+    try:
         return [_fast_loads(text)]
     except ValueError:
         pass  # not exactly one clean document: find out what it is below

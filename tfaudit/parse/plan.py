@@ -327,7 +327,7 @@ def _not_a_plan(doc: Any, source: str) -> PlanError:
 
 # Read into typed fields above, or never read by tfaudit: not kept in Plan.raw.
 RAW_DROPPED = frozenset({"resource_changes", "resource_drift", "planned_values", "prior_state", "configuration",
-                         "relevant_attributes", "checks"})
+                         "relevant_attributes"})
 
 
 def _plan(doc: Any, source: str) -> Plan:

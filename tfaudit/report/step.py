@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.query import RunSummary, add_record
+from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import open_store
 
 
@@ -55,11 +55,9 @@ def records_after(ledger: str | Path, mark: int) -> list[dict[str, Any]]:
     out = []
     for _, line in store.lines(mark + 1):
         try:
-            rec = json.loads(line)
-        except ValueError:
+            out.append(parse_line(line))
+        except BadLine:
             continue
-        if isinstance(rec, dict):
-            out.append(rec)
     return out
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.trail.signing import Verifier
-from tfaudit.trail.verify import ProblemKind, verify_ledger
+from tfaudit.trail.verify import verify_ledger
 
 
 @dataclass(frozen=True)
@@ -19,27 +19,17 @@ class LedgerStatus:
     problems: tuple[str, ...] = ()
 
 
-class _NoKey:
-    """Stands in for a public key nobody has: every signature is reported as by an unknown key."""
-
-    key_id = "none"
-
-    def verify(self, signature: bytes, payload: bytes) -> None:  # pragma: no cover - never matched
-        raise AssertionError("no key")
-
-
 def ledger_status(source: str, verifiers: Sequence[Verifier], progress: Any = None) -> LedgerStatus:
     if source.startswith("s3://") or not Path(source).is_file():
         return LedgerStatus(source, "not checked", "not a local ledger file; run 'tfaudit verify' where it is")
-    keys: Sequence[Any] = verifiers or [_NoKey()]
     store: Any = Path(source)
     if progress is not None:  # the bar keeps moving through verification, to the end
         from tfaudit.trail.store import open_store
         from tfaudit.ui.progress import tracked
 
         store = tracked(open_store(Path(source)), progress)
-    report = verify_ledger(store, keys)
-    problems = [p for p in report.problems if verifiers or p.kind is not ProblemKind.UNKNOWN_KEY]
+    report = verify_ledger(store, verifiers, signatures=bool(verifiers))  # without a key: all but signatures
+    problems = report.problems
     lines = tuple(f"line {p.line}: {p.kind.value}: {p.message}" if p.line else f"{p.kind.value}: {p.message}"
                   for p in problems)
     base = f"{report.records} records, seq 1..{report.last_seq}"

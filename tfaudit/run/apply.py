@@ -114,8 +114,10 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
         _record_blocked(run, plan_body, gate.findings, gate.refusal, gate.reason or gate.refusal.message)
     has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
     if not step.saved and has_changes and not split.auto_approve:
-        if not session.console.confirm(destroy=run.command == "destroy", color=not split.no_color):
-            session.console.say(("Destroy" if run.command == "destroy" else "Apply") + " cancelled.")
+        approved = session.console.confirm(destroy=run.command == "destroy", color=not split.no_color)
+        if not approved:
+            if approved is False:  # None: stdin ended first, which terraform reports as an error (shown)
+                session.console.say(("Destroy" if run.command == "destroy" else "Apply") + " cancelled.")
             return _record_declined(run, plan_body, gate.findings)
     started = run.record("run.started", plan=plan_body)
     if gate.findings:
@@ -197,7 +199,7 @@ def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tra
     override = run.publish(recs, applied=True)
     session.console.summary(
         f"run {run.run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
-        if changes else f"run {run.run_id[:8]} (no changes)", session.ledger_file)
+        if changes else f"run {run.run_id[:8]} (no changes)", session.store.local_path or session.store.url)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
     return override or rc

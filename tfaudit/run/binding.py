@@ -11,7 +11,6 @@ of their own, so they never hold the apply key).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,24 +105,21 @@ def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
     public = getattr(key, "public_key", None)
     if public is None:
         return True  # e.g. a KMS signer: the key id is what we can check locally
-    from tfaudit.trail.signing import Verifier, signing_payload
+    from tfaudit.trail.recordsig import verify_record
+    from tfaudit.trail.signing import Verifier
 
     try:
-        Verifier(public(), signer.key_id, "signing key").verify(
-            base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
+        verify_record(rec, {signer.key_id: Verifier(public(), signer.key_id, "signing key")})
     except (VerificationError, ValueError):
         return False
     return True
 
 
 def _verifies(rec: Mapping[str, Any], verifier: Verifier) -> bool:
-    from tfaudit.trail.signing import signing_payload
+    from tfaudit.trail.recordsig import verify_record
 
-    sig = _obj(rec, "signature")
-    if sig.get("key_id") != verifier.key_id:
-        return False
     try:
-        verifier.verify(base64.b64decode(str(sig.get("value", ""))), signing_payload(rec))
+        verify_record(rec, {verifier.key_id: verifier})
     except (VerificationError, ValueError):
         return False
     return True

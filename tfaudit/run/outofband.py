@@ -26,6 +26,7 @@ from tfaudit import records
 from tfaudit.logs import get_logger
 from tfaudit.parse.state import State, parse_state
 from tfaudit.terraform.binary import Terraform
+from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import LedgerStore
 
 # Record types that say which state a working directory was left in.
@@ -138,8 +139,8 @@ def last_known_state(store: LedgerStore, working_dir: str, workspace: str,
         if not any(m in line for m in _STATE_MARKERS):
             continue
         try:
-            rec = json.loads(line)
-        except ValueError:
+            rec = parse_line(line)  # the strict reader: no ledger line can crash an apply
+        except BadLine:
             continue
         run = rec.get("run") if isinstance(rec, dict) else None
         if not isinstance(run, dict) or not _same_state(run, working_dir, workspace, state_id):

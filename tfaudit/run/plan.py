@@ -52,7 +52,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         if analysis.findings:
             rec["findings"] = analysis.findings
         override = run.publish([rec])
-        console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run.run_id[:8]})", session.ledger_file)
+        console.summary(f"plan {plan_sha[:12]} (plan.recorded, run {run.run_id[:8]})", session.store.local_path or session.store.url)
     if analysis.blocked:  # the plan is recorded; exit 5 tells CI it must not be applied
         console.warn(f"tfaudit: blocked by policy: {session.redactor.scrub(analysis.reason)}")
         return override or int(ExitCode.POLICY)

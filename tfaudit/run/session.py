@@ -84,6 +84,8 @@ def ledger_location(given: str | None, *, chdir: str | None, config: Config, env
     explicit = given or env.get("TFAUDIT_LEDGER")
     if explicit:
         return explicit if "://" in explicit else str(Path(explicit).expanduser().resolve())
+    if config.ledger.url is not None:  # ledger { url = "s3://..." }: a shared store
+        return config.ledger.url
     if config.ledger.path is not None:
         return str(config.ledger.path.resolve())
     return str((work_dir_of(chdir) / DEFAULT_LEDGER).resolve())

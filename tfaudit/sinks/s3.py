@@ -21,20 +21,14 @@ from typing import Any, ClassVar
 from tfaudit import _aws
 from tfaudit.errors import SinkError
 from tfaudit.redact import Redactor
+from tfaudit.sinks._keys import key_part
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, Severity, SinkSpec, encode
 from tfaudit.sinks._settings import AWS_KEYS, Err, aws_settings, opt_str, req_str
 
 SSE_CHOICES = ("AES256", "aws:kms", "aws:kms:dsse")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
-_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._=-]")
 _DATE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def key_part(value: str) -> str:
-    """One safe path segment: letters, digits, . _ = -; never empty, never '.' or '..'."""
-    cleaned = _UNSAFE_KEY_CHARS.sub("_", value)[:128]
-    return cleaned if cleaned.strip(".") else "_" * max(1, len(cleaned))
 
 
 def object_key(prefix: str, started_at: str, workspace: str, run_id: str) -> str:

@@ -7,7 +7,6 @@ its value unless written `-name=VALUE`. Nothing else in tfaudit looks inside an 
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -229,6 +228,8 @@ def route(line: CommandLine, own_commands: Iterable[str]) -> Route:
         return Route(Handler.TFAUDIT, args)
     if first in own or first.startswith("--"):
         return Route(Handler.TFAUDIT, args)
+    import difflib  # only for a word that is no command of either
+
     if first in TERRAFORM_COMMANDS or not difflib.get_close_matches(first, own - RECORDED_COMMANDS, 1, 0.8):
         return Route(Handler.TERRAFORM, args)
     return Route(Handler.TFAUDIT, args)  # a typo of one of tfaudit's commands: typer says which
@@ -242,6 +243,8 @@ def suggest_option(arg: str, options: Iterable[str]) -> str | None:
     """The option of tfaudit's a mistyped `--optoin` most likely meant, or None."""
     if not arg.startswith("--"):
         return None
+    import difflib
+
     name = arg.split("=", 1)[0]
     found = difflib.get_close_matches(name, list(options), 1, 0.75)
     return found[0] if found and found[0] != name else None

@@ -7,10 +7,11 @@ fixed while others append.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
+
+from tfaudit.trail.jsonline import MAX_LINE_BYTES, bounded_lines, parse_line
 
 CHUNK = 64 * 1024
 PROBE = 8 * 1024  # bisection reads this much around a probe, and stops bisecting below twice it
@@ -51,9 +52,9 @@ def last_newline_end(fd: int, size: int) -> int:
 
 
 def seq_of(line: bytes) -> int | None:
-    """chain.seq of a record line, or None when the line is not a record."""
+    """chain.seq of a record line, or None when the line is not a record (strictly read: no crash)."""
     try:
-        rec = json.loads(line)
+        rec = parse_line(line)
         seq = rec["chain"]["seq"]
     except (ValueError, KeyError, TypeError):
         return None
@@ -65,21 +66,24 @@ def _guide_seq(line: bytes) -> int | None:
     return int(m.group(1)) if m else seq_of(line)
 
 
-def forward(fd: int, offset: int, end: int) -> Iterator[bytes]:
-    """Raw lines (with their newline; a torn last one without) from byte `offset` up to `end`."""
-    rest = b""
+def forward(fd: int, offset: int, end: int, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Raw lines (with their newline; a torn last one without) from byte `offset` up to `end`.
+
+    Bounded: a line longer than `limit` is yielded as its first `limit + 1` bytes (no newline,
+    so readers report it as too long) and the rest of it is skipped; memory stays one read
+    plus one line of `limit` bytes, whatever the file holds (tfaudit.trail.jsonline.bounded_lines).
+    """
     pos = offset
-    while pos < end:
-        chunk = os.pread(fd, min(_READ, end - pos), pos)
-        if not chunk:
-            break
-        pos += len(chunk)
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        for part in parts:
-            yield part + b"\n"
-    if rest:
-        yield rest
+
+    class _Reader:
+        @staticmethod
+        def read(n: int) -> bytes:
+            nonlocal pos
+            chunk = os.pread(fd, min(n, _READ, end - pos), pos) if pos < end else b""
+            pos += len(chunk)
+            return chunk
+
+    yield from bounded_lines(_Reader(), limit)  # type: ignore[arg-type]
 
 
 def backward(fd: int, end: int) -> Iterator[bytes]:

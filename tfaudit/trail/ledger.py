@@ -21,6 +21,7 @@ from typing import Any
 from tfaudit.errors import InputError, LedgerError, LedgerNotFound
 from tfaudit.schema import validate_record
 from tfaudit.trail import filelines
+from tfaudit.trail.jsonline import MAX_LINE_BYTES
 from tfaudit.trail.repair import TornTail, digest, quarantine_path
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
 from tfaudit.trail.store import Appended, Tail, parsed_records
@@ -37,6 +38,10 @@ def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer)
         sealed = sign_record(body, signer)
         validate_record(sealed)
         line = canonical(sealed)
+        if len(line) > MAX_LINE_BYTES:  # readers refuse longer lines: fail now, not at verify time
+            raise LedgerError(f"a {sealed.get('type')} record is {len(line) // 2**20} MiB, over the "
+                              f"{MAX_LINE_BYTES // 2**20} MiB a ledger line may hold",
+                              hint="exclude the resource's huge values (or split the change)")
         out.append(Appended(sealed, line))
         prev = line_digest(line)
     return out
@@ -187,7 +192,7 @@ class Ledger:
         last = filelines.last_line(fd, size)
         if last is None:
             if not strict:
-                return self._read_tail(fd, filelines.last_newline_end(fd, size))
+                return self._read_tail(fd, filelines.last_newline_end(fd, size), strict=False)
             raise LedgerError(
                 f"the ledger {self.path} ends with an incomplete line (a crash while writing, or tampering)",
                 hint="run 'tfaudit verify' on it, then 'tfaudit ledger repair' to move the torn bytes aside",

@@ -148,23 +148,19 @@ def _verify_inclusion(doc: Mapping[str, Any], path: list[bytes], verifiers: Sequ
 
 
 def _record_signature(rec: Any, verifiers: Sequence[Verifier]) -> str:
-    from tfaudit.trail.signing import signing_payload
+    from tfaudit.trail.recordsig import SignatureProblem, verify_record
 
-    sig = rec.get("signature") if isinstance(rec, dict) else None
-    if not isinstance(sig, dict):
+    if not isinstance(rec, dict) or not isinstance(rec.get("signature"), dict):
         raise VerificationError("the included record has no signature")
-    by_id = {v.key_id: v for v in verifiers}
-    verifier = by_id.get(str(sig.get("key_id")))
-    if verifier is None:
-        raise VerificationError(f"the included record is signed by key {sig.get('key_id')}, not one of the given keys")
     try:
-        value = base64.b64decode(str(sig.get("value", "")), validate=True)
-    except (binascii.Error, ValueError):
-        raise VerificationError("the included record's signature is not base64") from None
-    try:
-        verifier.verify(value, signing_payload(rec))
-    except VerificationError:
-        raise VerificationError("the included record's signature does not match it: the record was edited") from None
+        verifier, _ = verify_record(rec, {v.key_id: v for v in verifiers})
+    except SignatureProblem as e:
+        if e.unknown_key:
+            raise VerificationError(f"the included record is signed by key {rec['signature'].get('key_id')}, "
+                                    "not one of the given keys") from None
+        if "does not match" in e.message:
+            raise VerificationError("the included record's signature does not match it: the record was edited") from None
+        raise VerificationError(f"the included record's {e.message}") from None
     return f"record signature valid ({verifier.key_id})"
 
 

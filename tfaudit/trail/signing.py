@@ -1,8 +1,20 @@
 """Canonical bytes, signers behind one Protocol, and offline verification.
 
-A record is canonicalized with RFC 8785 (JSON Canonicalization Scheme), without its
-`signature` member, and those bytes are signed. The ledger line is the RFC 8785 form of
-the whole record, so the bytes hashed into the chain are reproducible by anyone.
+The ledger line is the RFC 8785 (JSON Canonicalization Scheme) form of the whole record,
+so the bytes hashed into the chain are reproducible by anyone.
+
+Signature version 2 (`"signature": {"alg", "key_id", ["kms_key",] "v": 2, "value"}`) signs
+the RFC 8785 form of the record with its signature object minus `value`: every byte of the
+line but the signature value itself is signed, the algorithm and the key identity included.
+The value is base64 with canonical padding, and an ECDSA value is DER with a low S, so it
+has exactly one spelling too: no byte of a line can change and still verify.
+
+Version 1 (no `v`; written before) signed the record without its signature object, which
+left `alg`, an added `kms_key` and the padding bits unsigned. A version-1 signature is still
+accepted, but only where that leaves no freedom: an Ed25519 key (no ECDSA malleability),
+exactly the members `alg`, `key_id`, `value`, `alg` equal to "ed25519", canonical base64.
+Version-1 KMS records (which carried an unsigned `kms_key`) are refused: re-sign or keep
+the old verifier's report.
 """
 
 from __future__ import annotations
@@ -20,11 +32,17 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from tfaudit._bounded import MAX_KEY_BYTES, read_regular
 from tfaudit.errors import InputError, SigningKeyError, VerificationError
 
 ED25519 = "ed25519"
 ECDSA_P256_SHA256 = "ecdsa-p256-sha256"
+SIGNATURE_VERSION = 2
+V2_FIELDS = frozenset({"alg", "key_id", "kms_key", "v", "value"})
+V1_FIELDS = frozenset({"alg", "key_id", "value"})
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def canonical(obj: Any) -> bytes:
@@ -33,8 +51,18 @@ def canonical(obj: Any) -> bytes:
 
 
 def signing_payload(record: Mapping[str, Any]) -> bytes:
-    """The bytes a record's signature covers: everything but the signature itself."""
+    """The bytes a record's signature covers, by its version: v2 everything but the signature's
+    value; v1 (legacy) everything but the signature object."""
+    sig = record.get("signature")
+    if isinstance(sig, Mapping) and "v" in sig:
+        return canonical({**record, "signature": {k: v for k, v in sig.items() if k != "value"}})
     return canonical({k: v for k, v in record.items() if k != "signature"})
+
+
+def low_s(signature: bytes) -> bytes:
+    """The DER ECDSA P-256 signature with S in the lower half: the one spelling v2 accepts."""
+    r, s = decode_dss_signature(signature)
+    return encode_dss_signature(r, s if s <= P256_ORDER // 2 else P256_ORDER - s)
 
 
 def line_digest(line: bytes) -> str:
@@ -72,18 +100,27 @@ class Ed25519Signer:
         return self.private_key.sign(payload)
 
 
-def sign_record(record: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
-    sig = signer.sign(signing_payload(record))
-    out = dict(record)
-    out["signature"] = {
-        "alg": signer.algorithm,
-        "key_id": signer.key_id,
-        "value": base64.b64encode(sig).decode("ascii"),
-    }
+def signature_header(signer: Signer) -> dict[str, Any]:
+    """The signature object without its value: signed with the record (version 2)."""
+    head: dict[str, Any] = {"alg": signer.algorithm, "key_id": signer.key_id, "v": SIGNATURE_VERSION}
     kms_key = getattr(signer, "kms_key", None)
-    if kms_key:  # which AWS KMS key made it (metadata; the signature covers the rest of the record)
-        out["signature"]["kms_key"] = kms_key
-    return out
+    if kms_key:  # which AWS KMS key made it
+        head["kms_key"] = kms_key
+    return head
+
+
+def sign_record(record: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
+    body = {k: v for k, v in record.items() if k != "signature"}
+    for _ in range(2):  # a KMS signer that finds its cached key stale refreshes it while signing
+        head = signature_header(signer)
+        sig = signer.sign(canonical({**body, "signature": head}))
+        if signature_header(signer) == head:
+            break
+    else:
+        raise SigningKeyError("the signing key changed twice while signing one record", hint="run again")
+    if signer.algorithm == ECDSA_P256_SHA256:
+        sig = low_s(sig)
+    return {**body, "signature": {**head, "value": base64.b64encode(sig).decode("ascii")}}
 
 
 # --- keys on disk --------------------------------------------------------------------
@@ -118,15 +155,15 @@ def load_signer(path: Path) -> Ed25519Signer:
         ) from None
     except OSError as e:
         raise SigningKeyError(f"signing key {path}: {e.strerror}") from e
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the run until someone writes to it
+        raise SigningKeyError(f"signing key {path} is not a regular file", hint="point --signing-key at the key file itself")
     if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningKeyError(
             f"signing key {path} is accessible by other users (mode {stat.S_IMODE(st.st_mode):04o})",
             hint=f"run 'chmod 600 {path}'",
         )
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SigningKeyError(f"signing key {path}: cannot read ({e.strerror})", hint="check its permissions") from e
+    data = read_regular(path, limit=MAX_KEY_BYTES, what="signing key", error=SigningKeyError,
+                        hint="point --signing-key at a key made by 'tfaudit keygen PATH'")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
@@ -178,12 +215,8 @@ def verifier_from_pem(data: bytes, source: str) -> Verifier:
 
 
 def load_verifier(path: Path) -> Verifier:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"public key {path} does not exist", hint="pass the .pub file written by 'tfaudit keygen'") from None
-    except OSError as e:
-        raise InputError(f"public key {path}: {e.strerror}") from e
+    data = read_regular(path, limit=MAX_KEY_BYTES, what="public key", error=InputError,
+                        hint="pass the .pub file written by 'tfaudit keygen'")
     return verifier_from_pem(data, str(path))
 
 

@@ -128,16 +128,15 @@ class LedgerStore(Protocol):
 
 
 def parsed_records(lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
-    """The records among (position, line) pairs, skipping lines that are not JSON objects (verify reports them)."""
-    import json
+    """The records among (position, line) pairs, read by the strict line reader (tfaudit.trail.jsonline),
+    skipping lines that are not strict JSON objects (verify reports them): no line can crash a reader."""
+    from tfaudit.trail.jsonline import BadLine, parse_line
 
     for _, raw in lines:
         try:
-            rec = json.loads(raw)
-        except ValueError:
+            yield parse_line(raw)
+        except BadLine:
             continue
-        if isinstance(rec, dict):
-            yield rec
 
 
 class SeqView:

@@ -11,7 +11,6 @@ refused: two chains cannot become one without rewriting one of them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from tfaudit.errors import InputError, UsageError
 from tfaudit.trail.signing import line_digest
 from tfaudit.trail.store import LedgerStore, open_existing
+from tfaudit.trail.jsonline import parse_line
 
 
 @runtime_checkable
@@ -61,7 +61,7 @@ def read_chain(path: Path) -> list[bytes]:
                              hint=f"run 'tfaudit verify {path}'; only an intact ledger can be imported")
         line = raw[:-1]
         try:
-            chain = json.loads(line)["chain"]
+            chain = parse_line(line)["chain"]  # strict: BadLine is a ValueError
             seq, pprev = chain["seq"], chain["prev"]
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path}: line {n} is not a tfaudit record",

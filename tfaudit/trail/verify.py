@@ -1,44 +1,37 @@
 """Ledger verification: every line, every check, every problem reported with its line.
 
-Checks per line: valid JSON, the record schema, the signature (against the given public
-keys), `chain.seq` continuity and `chain.prev` equal to the digest of the previous line's
-bytes, and, over the whole ledger, that each `run.started` has its `run.finished`.
-Verification never stops at the first problem and never passes silently: an empty
-ledger, or one with no verifiable line, is itself a problem.
+Checks per line (tfaudit.trail.judge, each line judged alone by the strict reader in
+tfaudit.trail.jsonline): strict JSON, the record schema, the canonical form, the signature
+(against the given public keys, tfaudit.trail.recordsig); then, in line order, `chain.seq`
+continuity and `chain.prev` equal to the digest of the previous line's bytes, unique record
+ids, and that each `run.started` has its `run.finished`. Verification never stops at the
+first problem and never passes silently: an empty ledger, or one with no verifiable line,
+is itself a problem.
+
+Lines are judged in worker processes, one per core, in chunks; their verdicts are folded
+in line order, so the report is the same as a single process would give.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
-from tfaudit.schema import schema_errors
-from tfaudit.trail.signing import Verifier, canonical, line_digest, signing_payload
+from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, parse_line
+from tfaudit.trail.judge import ProblemKind, Verdict, judge_chain, judge_line
 from tfaudit.trail.repair import check_repairs
+from tfaudit.trail.signing import Verifier
 from tfaudit.trail.store import LedgerStore, LedgerView, open_store
 
+__all__ = ["Problem", "ProblemKind", "Report", "verify_ledger"]
 
-class ProblemKind(str, Enum):
-    NOT_JSON = "not_json"
-    TORN = "torn_line"
-    SCHEMA = "schema"
-    NOT_CANONICAL = "not_canonical"
-    UNKNOWN_KEY = "unknown_key"
-    BAD_SIGNATURE = "bad_signature"
-    SEQ = "sequence"
-    PREV = "prev_digest"
-    DUPLICATE = "duplicate"
-    UNFINISHED_RUN = "unfinished_run"
-    ORPHAN_FINISH = "orphan_finish"
-    EMPTY = "empty"
-    REPAIR = "repair"  # a ledger.repaired record whose quarantine file is missing or changed
+CHUNK_LINES = 512  # lines per task sent to a worker
+MIN_PARALLEL_BYTES = 2 * 2**20  # below this a pool costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -67,13 +60,12 @@ class Report:
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     _line_ws: dict[int, str] = field(default_factory=dict, repr=False)
 
-    def count(self, n: int, rec: dict[str, Any]) -> None:
-        run = rec.get("run")
-        ws = str(run.get("workspace")) if isinstance(run, dict) and run.get("workspace") is not None else "(none)"
+    def count(self, n: int, workspace: str | None, rtype: str | None) -> None:
+        ws = workspace if workspace is not None else "(none)"
         entry = self.workspaces.setdefault(ws, {"records": 0, "runs": 0, "first_seq": n, "last_seq": n, "problems": 0})
         entry["records"] += 1
         entry["last_seq"] = n
-        entry["runs"] += rec.get("type") == "run.started"
+        entry["runs"] += rtype == "run.started"
         self._line_ws[n] = ws
 
     def tally_problems(self) -> None:
@@ -112,102 +104,101 @@ class Report:
         }
 
 
-def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier]) -> Report:
-    """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore)."""
-    if not verifiers:
+def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier] | None, *, signatures: bool = True,
+                  chain_only: bool = False, jobs: int | None = None) -> Report:
+    """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore) against `verifiers`.
+
+    `signatures=False`: every check but the signatures (a report without a key says so).
+    `chain_only`: only sequence and hash chain, found without decoding lines.
+    `jobs`: worker processes (default: one per core for ledgers over MIN_PARALLEL_BYTES).
+    """
+    signatures = signatures and not chain_only
+    if signatures and not verifiers:
         raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
-    by_id = {v.key_id: v for v in verifiers}
+    by_id = {v.key_id: v for v in verifiers or ()} if signatures else None
     store = source if isinstance(source, LedgerStore) else open_store(source)
     report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
     report.local_path = store.local_path
-    expected_seq = 1
-    prev_digest: str | None = None
-    seen_ids: dict[str, int] = {}
-    open_runs: dict[str, int] = {}
-    finished_runs: set[str] = set()
-
+    if jobs is None:
+        jobs = _default_jobs(store.local_path)
+    fold = _Fold(report)
     view = store.snapshot()
-    for n, raw in view.lines():
-        report.lines = n
-        line = raw[:-1] if raw.endswith(b"\n") else raw
-        torn = not raw.endswith(b"\n")
-        digest = line_digest(line)
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            kind = ProblemKind.TORN if torn else ProblemKind.NOT_JSON
-            detail = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "bad encoding"
-            what = "incomplete final line (torn write or truncation)" if torn else f"not valid JSON ({detail})"
-            report.add(n, kind, what)
-            prev_digest = digest
-            expected_seq += 1
-            continue
-        if torn:
-            report.add(n, ProblemKind.TORN, "final line has no newline (torn write or truncation)")
-        if not isinstance(rec, dict):
-            report.add(n, ProblemKind.NOT_JSON, "line is JSON but not a record object")
-            prev_digest = digest
-            expected_seq += 1
-            continue
-        report.records += 1
-        report.count(n, rec)
-
-        for err in schema_errors(rec)[:3]:
-            report.add(n, ProblemKind.SCHEMA, f"schema: {err}")
-        try:
-            if canonical(rec) != line:
-                report.add(n, ProblemKind.NOT_CANONICAL, "line is not in canonical (RFC 8785) form: it was rewritten")
-        except Exception:  # noqa: BLE001 - rfc8785 rejects e.g. floats out of range
-            report.add(n, ProblemKind.NOT_CANONICAL, "line cannot be canonicalized")
-
-        _check_signature(n, rec, by_id, report)
-
-        raw_chain = rec.get("chain")
-        chain: dict[str, Any] = raw_chain if isinstance(raw_chain, dict) else {}
-        seq, prev = chain.get("seq"), chain.get("prev")
-        if seq != expected_seq:
-            report.add(n, ProblemKind.SEQ, f"chain.seq is {seq}, expected {expected_seq} (a record was removed, added or reordered)")
-        if prev != prev_digest:
-            report.add(n, ProblemKind.PREV, "chain.prev does not match the previous line (a record before this one was removed, edited or reordered)")
-        if isinstance(seq, int):
-            report.last_seq = seq
-            expected_seq = seq + 1
-        else:
-            expected_seq += 1
-        prev_digest = digest
-
-        rid = rec.get("id")
-        if isinstance(rid, str):
-            if rid in seen_ids:
-                report.add(n, ProblemKind.DUPLICATE, f"record id {rid} already appeared at line {seen_ids[rid]}")
-            else:
-                seen_ids[rid] = n
-
-        run = rec.get("run")
-        run_id = run.get("id") if isinstance(run, dict) else None
-        rtype = rec.get("type")
-        if rtype == "run.started" and isinstance(run_id, str):
-            report.runs += 1
-            open_runs[run_id] = n
-        elif rtype == "run.finished" and isinstance(run_id, str):
-            if run_id in open_runs:
-                del open_runs[run_id]
-                finished_runs.add(run_id)
-            elif run_id in finished_runs:
-                report.add(n, ProblemKind.DUPLICATE, f"second run.finished for run {run_id}")
-            else:
-                report.add(n, ProblemKind.ORPHAN_FINISH, f"run.finished for run {run_id} has no run.started before it")
-
-    report.head = prev_digest
-    for run_id, n in open_runs.items():
-        report.add(n, ProblemKind.UNFINISHED_RUN,
-                   f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
-    if report.lines == 0:
-        report.add(None, ProblemKind.EMPTY, "the ledger is empty")
-    check_repairs_step(store, view, report)
+    for verdict in _verdicts(view.lines(), by_id, chain_only, jobs):
+        fold.add(verdict)
+    fold.finish()
+    if not chain_only:
+        check_repairs_step(store, view, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
     report.tally_problems()
     return report
+
+
+class _Fold:
+    """The ledger-wide checks, over verdicts in line order."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.expected_seq = 1
+        self.prev_digest: str | None = None
+        self.seen_ids: dict[str, int] = {}
+        self.open_runs: dict[str, int] = {}
+        self.finished_runs: set[str] = set()
+
+    def add(self, v: Verdict) -> None:
+        report, n = self.report, v.line
+        report.lines = n
+        for kind, message in v.problems:
+            report.add(n, kind, message)
+        if not v.record:
+            self.prev_digest, self.expected_seq = v.digest, self.expected_seq + 1
+            return
+        report.records += 1
+        report.count(n, v.workspace, v.rtype)
+        if v.key_id:
+            report.key_ids.add(v.key_id)
+        if v.seq != self.expected_seq:
+            report.add(n, ProblemKind.SEQ, f"chain.seq is {v.seq}, expected {self.expected_seq} "
+                                           "(a record was removed, added or reordered)")
+        if v.prev != self.prev_digest:
+            report.add(n, ProblemKind.PREV, "chain.prev does not match the previous line "
+                                            "(a record before this one was removed, edited or reordered)")
+        if type(v.seq) is int:
+            report.last_seq = v.seq
+            self.expected_seq = v.seq + 1
+        else:
+            self.expected_seq += 1
+        self.prev_digest = v.digest
+        self._ids_and_runs(v)
+
+    def _ids_and_runs(self, v: Verdict) -> None:
+        report, n = self.report, v.line
+        if v.rid is not None:
+            if v.rid in self.seen_ids:
+                report.add(n, ProblemKind.DUPLICATE, f"record id {v.rid} already appeared at line {self.seen_ids[v.rid]}")
+            else:
+                self.seen_ids[v.rid] = n
+        if v.run_id is None:
+            return
+        if v.rtype == "run.started":
+            report.runs += 1
+            self.open_runs[v.run_id] = n
+        elif v.rtype == "run.finished":
+            if v.run_id in self.open_runs:
+                del self.open_runs[v.run_id]
+                self.finished_runs.add(v.run_id)
+            elif v.run_id in self.finished_runs:
+                report.add(n, ProblemKind.DUPLICATE, f"second run.finished for run {v.run_id}")
+            else:
+                report.add(n, ProblemKind.ORPHAN_FINISH, f"run.finished for run {v.run_id} has no run.started before it")
+
+    def finish(self) -> None:
+        report = self.report
+        report.head = self.prev_digest
+        for run_id, n in self.open_runs.items():
+            report.add(n, ProblemKind.UNFINISHED_RUN,
+                       f"run {run_id} started here has no run.finished (removed, or tfaudit was killed mid-run)")
+        if report.lines == 0:
+            report.add(None, ProblemKind.EMPTY, "the ledger is empty")
 
 
 def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
@@ -218,34 +209,84 @@ def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> 
         if b'"type":"ledger.repaired"' not in raw:
             continue
         try:
-            rec = json.loads(raw)
-        except ValueError:
+            found.append((n, parse_line(raw)))
+        except BadLine:
             continue  # the line checks reported it
-        if isinstance(rec, dict):
-            found.append((n, rec))
     for seen in check_repairs(store, found):
         report.repairs.append(seen.describe())
         if seen.problem:
             report.add(seen.line, ProblemKind.REPAIR, seen.problem)
 
 
-def _check_signature(n: int, rec: dict[str, Any], by_id: dict[str, Verifier], report: Report) -> None:
-    sig = rec.get("signature")
-    if not isinstance(sig, dict):
-        report.add(n, ProblemKind.BAD_SIGNATURE, "record has no signature")
-        return
-    key_id = sig.get("key_id")
-    verifier = by_id.get(key_id) if isinstance(key_id, str) else None
-    if verifier is None:
-        report.add(n, ProblemKind.UNKNOWN_KEY, f"signed by key {key_id}, which is not among the given public keys")
-        return
-    report.key_ids.add(verifier.key_id)
+# --- judging lines, in this process or in one worker per core ---------------------------------
+def _default_jobs(path: Path | None) -> int:
+    if path is None:
+        return 1  # a shared store: lines arrive over the network, one process keeps up
     try:
-        value = base64.b64decode(str(sig.get("value", "")), validate=True)
-    except (binascii.Error, ValueError):
-        report.add(n, ProblemKind.BAD_SIGNATURE, "signature value is not base64")
-        return
+        size = path.stat().st_size
+    except OSError:
+        return 1
+    if size < MIN_PARALLEL_BYTES:
+        return 1
     try:
-        verifier.verify(value, signing_payload(rec))
-    except VerificationError:
-        report.add(n, ProblemKind.BAD_SIGNATURE, "signature does not match the record (the record was edited)")
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores)
+
+
+def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    budget = 0
+    for item in lines:
+        chunk.append(item)
+        budget += len(item[1])
+        if len(chunk) >= size or budget >= MAX_LINE_BYTES:
+            yield chunk
+            chunk, budget = [], 0
+    if chunk:
+        yield chunk
+
+
+_worker_keys: Mapping[str, Verifier] | None = None
+_worker_chain_only = False
+
+
+def _judge_chunk(chunk: list[tuple[int, bytes]], by_id: Mapping[str, Verifier] | None = None,
+                 chain_only: bool | None = None) -> list[Verdict]:
+    keys = _worker_keys if chain_only is None else by_id
+    only = _worker_chain_only if chain_only is None else chain_only
+    if only:
+        return [judge_chain(n, raw) for n, raw in chunk]
+    return [judge_line(n, raw, keys) for n, raw in chunk]
+
+
+def _init_worker(by_id: Mapping[str, Verifier] | None, chain_only: bool) -> None:
+    global _worker_keys, _worker_chain_only
+    _worker_keys, _worker_chain_only = by_id, chain_only
+
+
+def _verdicts(lines: Iterator[tuple[int, bytes]], by_id: Mapping[str, Verifier] | None, chain_only: bool,
+              jobs: int) -> Iterator[Verdict]:
+    chunks = _chunks(lines, CHUNK_LINES)
+    if jobs <= 1:
+        for chunk in chunks:
+            yield from _judge_chunk(chunk, by_id, chain_only)
+        return
+    import multiprocessing
+
+    # fork: the workers inherit the public keys (key objects do not pickle) and the loaded modules
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(by_id, chain_only)) as pool:
+        yield from _in_order(pool.apply_async, chunks, window=4 * jobs)
+
+
+def _in_order(submit: Callable[..., Any], chunks: Iterator[list[tuple[int, bytes]]], window: int) -> Iterator[Verdict]:
+    """Verdicts of every chunk in order, with at most `window` chunks in flight (memory stays bounded)."""
+    pending: deque[Any] = deque()
+    for chunk in chunks:
+        pending.append(submit(_judge_chunk, (chunk,)))
+        if len(pending) >= window:
+            yield from pending.popleft().get()
+    while pending:
+        yield from pending.popleft().get()

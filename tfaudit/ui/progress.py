@@ -82,15 +82,13 @@ class _Tracked:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Parsed records, as the store gives them (lines that are not JSON are verify's business)."""
-        import json
+        from tfaudit.trail.jsonline import BadLine, parse_line
 
         for _, raw in self.lines():
             try:
-                rec = json.loads(raw)
-            except ValueError:
+                yield parse_line(raw)  # the strict reader: no line can crash a reader
+            except BadLine:
                 continue
-            if isinstance(rec, dict):
-                yield rec
 
     def snapshot(self) -> _Tracked:
         return _Tracked(self._inner.snapshot(), self._progress)

@@ -296,8 +296,10 @@ class StreamRenderer:
             self._w(self.out, self._scrub_line(msg.rstrip("\n"), "text") + "\n", scrubbed=True)
             return
         mtype = str(msg.get("type", ""))
-        hook = msg.get("hook") if isinstance(msg.get("hook"), Mapping) else {}
-        res = hook.get("resource") if isinstance(hook.get("resource"), Mapping) else {}
+        raw_hook = msg.get("hook")
+        hook: Mapping[str, Any] = raw_hook if isinstance(raw_hook, Mapping) else {}
+        raw_res = hook.get("resource")
+        res: Mapping[str, Any] = raw_res if isinstance(raw_res, Mapping) else {}
         addr = str(res.get("addr", ""))
         if mtype == "apply_start":
             self._apply_start(addr, hook)

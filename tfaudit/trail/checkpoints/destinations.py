@@ -101,6 +101,11 @@ class S3Store:
     readable: ClassVar[bool] = True
     _client: Any = None
 
+    def __post_init__(self) -> None:
+        from tfaudit.sinks._keys import clean_prefix
+
+        self.prefix = clean_prefix(self.prefix)  # like sink prefixes: no '..', no empty segments
+
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from urllib.parse import parse_qsl
 from tfaudit.errors import LedgerError, UsageError
 from tfaudit.trail.signing import line_digest
 from tfaudit.trail.store import Tail
+from tfaudit.trail.jsonline import parse_line
 
 MAX_ATTEMPTS = 50  # a writer that keeps losing races gives up after this many tries (seconds, not hours)
 
@@ -37,7 +37,7 @@ def lost_too_often(store: str, attempts: int) -> LedgerError:
 def tail_of_line(store: str, position: int, line: bytes) -> Tail:
     """The tail a stored last line stands for; a line that is not a record at `position` is damage."""
     try:
-        seq = int(json.loads(line)["chain"]["seq"])
+        seq = int(parse_line(line)["chain"]["seq"])  # strict: BadLine is a ValueError
     except (ValueError, KeyError, TypeError) as e:
         raise LedgerError(f"the last record of {store} is not a tfaudit record",
                           hint=f"run 'tfaudit verify {store}'; tfaudit will not append after a damaged tail") from e

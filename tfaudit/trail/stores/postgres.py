@@ -30,6 +30,7 @@ from tfaudit.trail.ledger import seal_batch
 from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, tail_of_line
 
+
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
 

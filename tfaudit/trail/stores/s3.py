@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Any
 from tfaudit import _aws
 from tfaudit.errors import InputError, LedgerError, UsageError
 from tfaudit.trail.ledger import seal_batch
+from tfaudit.trail.signing import line_digest
 from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
 from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, query_options, tail_of_line
+
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -97,6 +99,7 @@ class S3Store:
         self.options = dict(options or {})
         self.stats = AppendStats()
         self._errors = _aws.botocore_errors()
+        self._known: tuple[str, Tail | None] | None = None
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str]) -> S3Store:
@@ -215,7 +218,9 @@ class S3Store:
             got = self.get(last[1]) if last else None
         if last is None:
             return Tail(0, None)
-        first, key = last
+        return self._tail_of(last[0], last[1], got)
+
+    def _tail_of(self, first: int, key: str, got: tuple[bytes, str] | None) -> Tail:
         if got is None:
             raise LedgerError(f"batch {key} of {self.url} vanished while reading the tail",
                               hint=f"run 'tfaudit verify {self.url}'")
@@ -224,6 +229,16 @@ class S3Store:
             raise LedgerError(f"the last batch of {self.url} ({key}) is empty or ends with an incomplete line",
                               hint=f"run 'tfaudit verify {self.url}'; tfaudit will not append after a damaged tail")
         return tail_of_line(self.url, first + len(lines) - 1, lines[-1][:-1])
+
+    def _tail_after(self, start_after: str, known: Tail | None) -> Tail:
+        """The tail, when every batch up to `start_after` is known (and `known` is the tail there, if
+        known): one LIST, and one GET only when newer batches exist. Shortens the race window."""
+        last: tuple[int, str] | None = None
+        for last in self.batch_keys(start_after):
+            pass
+        if last is None:
+            return known if known is not None else self.tail()
+        return self._tail_of(last[0], last[1], self.get(last[1]))
 
     def exists(self) -> bool:
         return next(self.batch_keys(), None) is not None
@@ -243,20 +258,23 @@ class S3Store:
         if not records:
             return []
         t0 = time.monotonic()
+        start = self._known  # this process's own last batch, if it appended before
         for attempt in range(MAX_ATTEMPTS):
             try:
-                tail = self.tail()
+                tail = self.tail() if start is None else self._tail_after(*start)
             except InputError as e:
                 raise LedgerError(e.message, hint=e.hint) from e
             out = seal_batch(records, tail, signer)
             key = batch_key(self.prefix, tail.seq + 1)
             body = b"".join(a.line + b"\n" for a in out)
             if self.put(key, body, if_none_match=True, locked=True) is not None:
+                self._known = (key, Tail(out[-1].seq, line_digest(out[-1].line)))
                 self._move_head(key, out[-1].seq)
                 self.stats.appends += 1
                 self.stats.latencies.append(time.monotonic() - t0)
                 return out
             self.stats.retries += 1
+            start = (batch_key(self.prefix, tail.seq), None)  # the winner's batch is the next key on
             backoff(attempt)
         raise lost_too_often(self.url, MAX_ATTEMPTS)
 
