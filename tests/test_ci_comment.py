@@ -125,6 +125,18 @@ def test_the_commit_of_a_push_finds_its_pull_request() -> None:
         assert forge.open_forge(None, _gh_env(url, GITHUB_SHA="fff000"), Redactor()) is None
 
 
+@pytest.mark.slow
+def test_gitlab_finds_the_merge_request_of_a_commit_and_prefers_gitlab_token() -> None:
+    with forge_server(GL_TOKEN) as (url, state):
+        state.commit_requests["beef01"] = [9]
+        env = {**_gl_env(url, CI_COMMIT_SHA="beef01"), "CI_JOB_TOKEN": "job-token-not-used"}
+        f = forge.open_forge(None, env, Redactor())
+        assert f is not None and f.where == "acme/infra!9"
+        comment.post(f, comment.marker("infra", "prod") + "\nbody", "infra", "prod", {"delete": 1})
+        assert state.labels["acme/infra!9"] == {"destroy"}
+        assert all(auth == GL_TOKEN for _m, _p, auth in state.requests)
+
+
 # --- the whole flow with real terraform ----------------------------------------------------------------
 def _flow(tf_workdir: Callable[[str], Path], run_tfaudit: Callable[..., Any], keypair: tuple[Path, Path],
           env: dict[str, str], state: ForgeState, request: str) -> None:

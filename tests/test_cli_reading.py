@@ -191,3 +191,31 @@ def test_drift_format_json_keeps_stdout_for_the_json(tf_workdir: Callable[[str],
     doc = json.loads(res.stdout)  # terraform's own output went to stderr
     assert doc["exit_code"] == 0 and doc["drifted"] == [] and doc["ledger"].endswith("ledger.jsonl")
     assert "No changes" in res.stderr or "no drift" in res.stderr.lower()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["s3", "postgresql"])
+def test_reading_commands_take_a_store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+                                           moto_server: Any, run_tfaudit: Callable[..., CliResult]) -> None:
+    from tfaudit.trail.store import open_store
+
+    env = {**moto_server.aws_env()}
+    if kind == "s3":
+        url = str(request.getfixturevalue("s3_ledger_url"))
+    else:
+        url = str(request.getfixturevalue("pg_url"))
+        open_store(url).init()  # type: ignore[attr-defined]
+    key, pub = generate_keypair(tmp_path / "k" / "key")
+    import os
+
+    store = open_store(url, {**os.environ, **env})
+    add_run(store, load_signer(key), time="2026-11-01T10:00:00.000000Z",
+            resources=[Res("terraform_data.app[0]", "create"), Res("terraform_data.app[1]", "create")])
+    log = _json(run_tfaudit("log", "--ledger", url, "--format", "json", cwd=tmp_path, env=env))
+    assert [r["actor"] for r in log] == ["alice"]
+    hist = _json(run_tfaudit("history", "terraform_data.app", "--ledger", url, "--format", "json", cwd=tmp_path, env=env))
+    assert len(hist) == 2
+    rep = _json(run_tfaudit("report", "--ledger", url, "--format", "json", cwd=tmp_path, env=env))
+    assert rep["runs"] == 1
+    ver = _json(run_tfaudit("verify", "--ledger", url, "--public-key", str(pub), "--format", "json", cwd=tmp_path, env=env))
+    assert ver["ok"] is True

@@ -148,6 +148,31 @@ def test_apply_screen_in_a_terminal_is_terraforms(pair: dict[str, Any]) -> None:
     assert "\x1b[1m\x1b[31mError: \x1b[0m" in ta and "\x1b[32m\n" not in ta  # boxed red error; no completion
 
 
+def _assert_same_terminal(pair: dict[str, Any], args: list[str]) -> None:
+    """One command in a terminal (stdout and stderr on one pty): terraform's lines, plus tfaudit's summary.
+
+    terraform ends a successful apply with a reset and no newline; tfaudit's summary line follows
+    it on stderr, so on a shared terminal the two meet on one line (the screen shows the summary line
+    alone, where the shell's prompt would have been)."""
+    rc_tf, tf = _pty([pair["tf"], *args], pair["terraform"], pair["env"])
+    rc_ta, ta = _pty([*TFAUDIT, *args], pair["tfaudit"], pair["env"])
+    assert rc_ta == rc_tf, ta
+    only_tf, only_ta = tfaudit_only(tf, ta)
+    assert set(only_tf) <= {"\x1b[0m"}, only_tf
+    extra = [line for line in only_ta.elements() if line]
+    assert len(extra) == 1 and SUMMARY.match(extra[0].removeprefix("\x1b[0m")), only_ta
+    assert set(only_ta) - {extra[0]} <= {""}
+
+
+def test_plan_destroy_and_saved_plan_in_a_terminal_are_terraforms(pair: dict[str, Any]) -> None:
+    _assert_same_terminal(pair, ["plan"])
+    for side in ("terraform", "tfaudit"):
+        assert _pipe([pair["tf"], "plan", "-out=saved.tfplan", "-var", "gen=3", "-target=terraform_data.upd"],
+                     pair[side], pair["env"]).returncode == 0
+    _assert_same_terminal(pair, ["apply", "saved.tfplan"])
+    _assert_same_terminal(pair, ["destroy", "-auto-approve"])
+
+
 @pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
 def test_plan_destroy_and_saved_plan_screens_are_terraforms(pair: dict[str, Any], color: bool) -> None:
     nc = [] if color else ["-no-color"]

@@ -22,7 +22,7 @@ class OutputsFormat(str, Enum):
     DOTENV = "dotenv"
 
 
-def _inner_ledger(args: list[str]) -> Path:
+def _inner_ledger(args: list[str]) -> str:
     """The ledger the wrapped command will write: its --ledger, else the runner's own resolution."""
     from tfaudit.run.session import resolve_ledger
     from tfaudit.terraform.args import extract_chdir, own_option
@@ -30,7 +30,7 @@ def _inner_ledger(args: list[str]) -> Path:
     chdir, rest = extract_chdir(args)
     opts = {name: own_option(rest, name) for name in ("--ledger", "--config")}
     store = resolve_ledger(opts["--ledger"], chdir=chdir, config_path=opts["--config"], env=os.environ)
-    return store.local_path or Path(store.url)
+    return str(store.local_path or store.url)  # a path, or a store URL kept whole
 
 
 @ci_app.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
@@ -92,7 +92,7 @@ def run(
     return rc
 
 
-def _comment_step(runs: list[Any], ledger: Path) -> str:
+def _comment_step(runs: list[Any], ledger: str) -> str:
     """Comment on the step's runs; a failure is reported and named in the outputs, never fatal to the step."""
     from tfaudit.ci import comment, forge
     from tfaudit.errors import TfauditError

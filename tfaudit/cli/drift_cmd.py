@@ -49,14 +49,10 @@ def drift(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Op
 
 def _result(inv: Any, rc: int, started: str) -> dict[str, Any]:
     """The drift run just recorded: its summary and each drifted resource."""
-    from pathlib import Path
-
-    from tfaudit.config import load_config
+    from tfaudit.cli._ledgers import ledger_specs
     from tfaudit.query import runs
-    from tfaudit.run.apply import resolve_ledger_path
 
-    work = Path(inv.chdir).resolve() if inv.chdir else Path.cwd()
-    path = resolve_ledger_path(inv, load_config(inv.config, work), os.environ, work)
-    latest = next((r for r in runs([path]) if r.command == "drift" and r.time >= started), None) if path.exists() else None
+    (path,) = ledger_specs([inv.ledger] if inv.ledger else None, inv.config, inv.chdir)
+    latest = next((r for r in runs([path], env=os.environ) if r.command == "drift" and r.time >= started), None)
     drifted = [rec.get("detail") for rec in (latest.records if latest else []) if rec.get("type") == "drift.detected"]
     return {"exit_code": rc, "drifted": drifted, "run": latest.as_dict() if latest else None, "ledger": str(path)}

@@ -325,7 +325,8 @@ def _not_a_plan(doc: Any, source: str) -> PlanError:
     return PlanError(f"{source}: looks like {DESCRIPTIONS[kind]}, not a plan", hint=HINT)
 
 
-# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw.
+# Read into typed fields above, or never read by tfaudit: not kept in Plan.raw. (`checks` is kept:
+# one small entry per checked object, read by plan_checks for the records and the check.failed rule.)
 RAW_DROPPED = frozenset({"resource_changes", "resource_drift", "planned_values", "prior_state", "configuration",
                          "relevant_attributes"})
 
