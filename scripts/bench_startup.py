@@ -8,7 +8,7 @@ Each command runs as a user starts it (the `tfaudit` entry point of this venv), 
 /dev/null; the figure is the best wall time of --runs (the least disturbed by other load),
 next to `python -c pass` and `python -c "import typer"` measured the same way in the same
 run. Target: `tfaudit --help` <= 0.12 s. `python -X importtime -m tfaudit --help` shows
-what is left; tests/test_import_budget.py keeps heavy modules out of each command.
+what is left; tests/cli/test_import_budget.py keeps heavy modules out of each command.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from tfaudit.errors import StreamError
 from tfaudit.parse import ApplyTracker, Event, OutcomeStatus, load_stream, parse_event_line, parse_stream
 
 from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "parse"
 REAL_FAILED = FIXTURES / "tf1.11.4-replace-and-fail.apply.jsonl"
 REAL_CREATE = FIXTURES / "tf1.11.4-create-all.apply.jsonl"
 

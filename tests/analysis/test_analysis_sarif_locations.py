@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import CliResult, require_terraform
-from test_analysis_outputs import assert_valid_sarif
+from analysis.test_analysis_outputs import assert_valid_sarif
 from tfaudit.analysis.locate import ConfigLocator, split_address
 
 APP = 'variable "n" { type = number }\n\n# the application\nresource "terraform_data" "app" {\n  count = var.n\n  input = "app"\n}\n'

@@ -28,7 +28,7 @@ from tfaudit.sinks.cloudwatch import (
 from tfaudit.sinks.s3 import object_key
 from tfaudit.sinks.webhook import signature_header
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 ISSUE_EXAMPLE = '''
 sink "s3" "archive" {

@@ -12,7 +12,7 @@ import pytest
 from tfaudit.trail import merkle
 from tfaudit.trail.merkle import ProofError, Tree
 
-VECTORS = json.loads((Path(__file__).parent / "data" / "rfc6962_vectors.json").read_text())
+VECTORS = json.loads((Path(__file__).parents[1] / "data" / "rfc6962_vectors.json").read_text())
 LEAVES = [bytes.fromhex(x) for x in VECTORS["leaves"]]
 ROOTS = [bytes.fromhex(x) for x in VECTORS["roots"]]
 SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
@@ -123,7 +123,7 @@ def _inclusion_corruptions(index: int, size: int, leaf: bytes, proof: list[bytes
         yield f"index {bad_index}", bad_index, size, leaf, proof, root
     # Wrong sizes as in transparency-dev/merkle (another tree height) and sizes that exclude the leaf.
     # A size of the same height and path shape (3 for 4) yields the same root arithmetic: that is why a
-    # signed checkpoint binds size and root together (tests/test_checkpoint.py checks that binding).
+    # signed checkpoint binds size and root together (tests/trail/test_checkpoint.py checks that binding).
     for bad_size in {size * 2, size // 2, index, 0} - {size}:
         yield f"size {bad_size}", index, bad_size, leaf, proof, root
     yield "wrong leaf", index, size, merkle.leaf_hash(b"WrongLeaf"), proof, root

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import MotoServer, read_ledger, require_terraform
-from test_analysis_outputs import assert_valid_sarif
+from analysis.test_analysis_outputs import assert_valid_sarif
 
 pytestmark = [pytest.mark.slow, pytest.mark.terraform]
 

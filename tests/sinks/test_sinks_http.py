@@ -325,7 +325,7 @@ def test_flush_and_status_without_sinks_say_how_to_add_one(tmp_path: Path, run_t
 
 
 def _readme_receiver() -> dict[str, Any]:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("### Webhook signatures", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     ns: dict[str, Any] = {}

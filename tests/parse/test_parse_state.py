@@ -15,7 +15,7 @@ from tfaudit.errors import StateError
 from tfaudit.parse import State, load_state, parse_state
 
 from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "parse"
 REAL_STATE = FIXTURES / "tf1.11.4-after-failed-apply.tfstate"
 
 

@@ -24,7 +24,7 @@ from tfaudit.config import parse_config
 from tfaudit.errors import ConfigError, DeliveryError, InputError, VerificationError
 from tfaudit.trail.signing import Ed25519Signer, Verifier, generate_keypair, key_id_for, load_signer, load_verifier
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def _signer_verifier(tmp_path: Path, name: str = "k") -> tuple[Ed25519Signer, Verifier]:

@@ -18,7 +18,7 @@ from tfaudit.config import parse_config
 from tfaudit.errors import ConfigError
 from tfaudit.parse.plan import parse_plan
 
-from test_analysis_rules import PAB, change, sg
+from analysis.test_analysis_rules import PAB, change, sg
 
 TODAY = date(2026, 11, 26)
 

@@ -19,7 +19,7 @@ from tfaudit.export import WIRE_FORMATS, formatter
 from tfaudit.export.intoto import b64decode_any, open_envelope, pae
 from tfaudit.trail.signing import Verifier, key_id_for
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 OCSF = json.loads((DATA / "ocsf_api_activity_required.json").read_text())
 CE_SCHEMA = json.loads((DATA / "cloudevents_1.0.schema.json").read_text())
 

@@ -15,7 +15,7 @@ from tfaudit.errors import PlanError
 from tfaudit.parse import ChangeAction, Plan, load_plan, load_plans, parse_plan, parse_plans
 
 from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "parse"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "parse"
 REAL_PLAN = FIXTURES / "tf1.11.4-replace-and-fail.plan.json"
 
 

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from conftest import FIXTURES, CliResult, read_ledger, require_terraform
-from test_export import CE_SCHEMA, ocsf_problems
+from export.test_export import CE_SCHEMA, ocsf_problems
 
 pytestmark = [pytest.mark.slow, pytest.mark.terraform]
 
