@@ -119,8 +119,8 @@ def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier
     store = source if isinstance(source, LedgerStore) else open_store(source)
     report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
     report.local_path = store.local_path
-    if jobs is None:
-        jobs = _default_jobs(store.local_path)
+    if jobs is None:  # the chain alone is cheaper than handing lines to another process
+        jobs = 1 if chain_only else _default_jobs(store.local_path)
     fold = _Fold(report)
     view = store.snapshot()
     for verdict in _verdicts(view.lines(), by_id, chain_only, jobs):
