@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -25,12 +26,12 @@ class ReadFormat(str, Enum):
     JSON = "json"
 
 
-def ledger_option(repeatable: bool = True) -> typer.models.OptionInfo:
+def ledger_option(repeatable: bool = True) -> Any:  # typer.Option's own return type, so it types as any default
     return typer.Option(None, "--ledger", envvar="TFAUDIT_LEDGER", metavar="LEDGER",
                         help=LEDGER_HELP + (" Repeatable." if repeatable else ""))
 
 
-def format_option(default: ReadFormat = ReadFormat.TEXT) -> typer.models.OptionInfo:
+def format_option(default: ReadFormat = ReadFormat.TEXT) -> Any:
     return typer.Option(default, "--format", help="text (for people) or json (for scripts).")
 
 

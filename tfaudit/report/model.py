@@ -56,14 +56,21 @@ class OutOfBandEntry:
 
 
 def out_of_band_entry(run: RunSummary, rec: Mapping[str, Any]) -> OutOfBandEntry:
-    detail = rec.get("detail") if isinstance(rec.get("detail"), Mapping) else {}
-    res = detail.get("resources") if isinstance(detail.get("resources"), Mapping) else {}
-    expected = detail.get("expected") if isinstance(detail.get("expected"), Mapping) else {}
-    seen = expected.get("record") if isinstance(expected.get("record"), Mapping) else {}
+    detail = _mapping(rec.get("detail"))
+    res = _mapping(detail.get("resources"))
+    seen = _mapping(_mapping(detail.get("expected")).get("record"))
+
+    def strings(values: Any) -> tuple[str, ...]:
+        return tuple(str(v) for v in values or [])
+
     return OutOfBandEntry(str(rec.get("time", "")), run.workspace, run.working_dir, run.run_id,
-                          tuple(str(r) for r in detail.get("reasons") or []),
-                          *(tuple(str(a) for a in res.get(k) or []) for k in ("added", "removed", "changed")),
+                          strings(detail.get("reasons")), added=strings(res.get("added")),
+                          removed=strings(res.get("removed")), changed=strings(res.get("changed")),
                           since=str(seen.get("time", "")))
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 @dataclass

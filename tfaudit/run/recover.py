@@ -171,14 +171,14 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
         recs.append(records.base_record("resource.changed", run, actor, resource=body))
     status = "unknown" if counts.get("unknown") or exit_code == -1 else records.run_status(counts, exit_code, False)
     recovered = _recovered_note(session, meta, {"lines": lines, "sha256": digest, "finished": clean})
-    outcome = records.outcome_body(
+    finished = records.outcome_body(
         status=status, exit_code=exit_code, counts=counts, state_before=None, state_after=state_after,
         errors=[{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
                 for d in tracker.errors_without_address],
         reason="tfaudit stopped before the run finished; completed from terraform's journal and the state")
-    outcome["state"]["before"] = meta.get("state_before")
-    outcome["recovered"] = recovered
-    recs.append(records.base_record("run.finished", run, actor, outcome=outcome))
+    finished["state"]["before"] = meta.get("state_before")
+    finished["recovered"] = recovered
+    recs.append(records.base_record("run.finished", run, actor, outcome=finished))
     publish(session, recs, applied=True)
     return Recovered(str(meta["run_id"]), status, counts, True)
 
@@ -200,7 +200,7 @@ def _outcome_fields(session: Session, body: Mapping[str, Any], outcome: records.
     the journal and the state, except that an operation the journal shows started and never ended is
     `unknown` (terraform may have been killed too), never guessed."""
     fresh = records.resource_body(_planned_change(body), outcome, session.redactor)
-    fields = {k: fresh[k] for k in ("status", "phases", "evidence", "error", "elapsed_seconds", "after",
+    fields: dict[str, Any] = {k: fresh[k] for k in ("status", "phases", "evidence", "error", "elapsed_seconds", "after",
                                     "after_source", "planned_after") if k in fresh}
     tracked = str(tracker.outcome(body["address"]).status)
     status, why = recovered_status(tracked, body.get("actions") or [], clean, present, body["address"])

@@ -135,7 +135,8 @@ def pg_sink_lock(store: PostgresStore, sink_id: str, wait_seconds: float) -> Ite
     try:
         end = time.monotonic() + wait_seconds
         while True:
-            got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+            got = bool(row and row[0])
             if got or time.monotonic() >= end:
                 break
             time.sleep(0.1)

@@ -77,7 +77,8 @@ def check_repairs(ledger: LedgerStore, records: Iterable[tuple[int, Mapping[str,
         d = rec.get("detail")
         d = d if isinstance(d, Mapping) else {}
         name, length, want = str(d.get("quarantine", "")), d.get("length"), d.get("sha256")
-        offset = d.get("offset") if isinstance(d.get("offset"), int) else -1
+        given_offset = d.get("offset")
+        offset = given_offset if isinstance(given_offset, int) else -1
         problem: str | None = None
         if not isinstance(length, int) or not isinstance(want, str) or not name or "/" in name or name.startswith("."):
             problem = "the record does not name a quarantine file, a length and a sha256"

@@ -84,12 +84,13 @@ CREATE INDEX IF NOT EXISTS tfaudit_deliveries_by_seq ON tfaudit_deliveries (sink
 }
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _columns(rec: Mapping[str, Any]) -> tuple[Any, ...]:
     """(record_id, time, type, run_id, actor, workspace, resource_address, status) of a record."""
-    run = rec.get("run") if isinstance(rec.get("run"), dict) else {}
-    actor = rec.get("actor") if isinstance(rec.get("actor"), dict) else {}
-    res = rec.get("resource") if isinstance(rec.get("resource"), dict) else {}
-    outcome = rec.get("outcome") if isinstance(rec.get("outcome"), dict) else {}
+    run, actor, res, outcome = (_dict(rec.get(k)) for k in ("run", "actor", "resource", "outcome"))
     return (rec.get("id"), rec.get("time"), rec.get("type"), run.get("id"), actor.get("user") or actor.get("os_user"),
             run.get("workspace"), res.get("address"), res.get("status") or outcome.get("status"))
 
