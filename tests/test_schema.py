@@ -99,3 +99,11 @@ def test_schema_errors_explain_with_a_path(valid_records: list[dict[str, Any]]) 
     bad["resource"]["status"] = "kinda"
     (first, *_) = schema_errors(bad)
     assert first.startswith("$.resource.status: 'kinda' is not one of")
+
+
+def test_record_types_in_code_are_the_schema_types() -> None:
+    """tfaudit.schema.RecordType, which the code uses for every record type, is exactly the
+    schema's `type` enum: a record type cannot exist in one and not the other."""
+    from tfaudit.schema import RecordType, record_schema
+
+    assert sorted(t.value for t in RecordType) == sorted(record_schema()["properties"]["type"]["enum"])

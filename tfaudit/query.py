@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tfaudit.errors import InputError, UsageError
+from tfaudit.schema import RecordType
 from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import open_store
 
@@ -283,34 +284,34 @@ def add_record(by_id: dict[str, RunSummary], source: str, rec: Mapping[str, Any]
         summary.time = str(rec["time"])
     _add_findings(summary, rec.get("findings"))
     rtype = rec.get("type")
-    if rtype in ("run.started", "plan.recorded"):
+    if rtype in (RecordType.RUN_STARTED, RecordType.PLAN_RECORDED):
         plan = _obj(rec, "plan")
         summary.planned = dict(plan.get("summary") or {})
         if isinstance(plan.get("recorded_by"), Mapping):
             summary.recorded_by = plan["recorded_by"]
-        if rtype == "plan.recorded":
+        if rtype == RecordType.PLAN_RECORDED:
             summary.status = RunStatus.PLANNED.value
         elif summary.status == RunStatus.OUT_OF_BAND.value:
             summary.status = RunStatus.UNFINISHED.value
-    elif rtype == "resource.changed":
+    elif rtype == RecordType.RESOURCE_CHANGED:
         res = _obj(rec, "resource")
         summary.resources.append(res)
         _add_findings(summary, res.get("findings"))
-    elif rtype == "run.finished":
+    elif rtype == RecordType.RUN_FINISHED:
         outcome = _obj(rec, "outcome")
         summary.status = str(outcome.get("status", "?"))
         summary.exit_code = outcome.get("exit_code")
         summary.counts = {k: v for k, v in (outcome.get("counts") or {}).items() if v}
         summary.duration_seconds = outcome.get("duration_seconds")
         summary.reason = outcome.get("reason")
-    elif rtype == "state.changed":  # tfaudit import / state / taint: one record is the whole run
+    elif rtype == RecordType.STATE_CHANGED:  # tfaudit import / state / taint: one record is the whole run
         detail = _obj(rec, "detail")
         summary.status = str(detail.get("status", "?"))
         summary.exit_code = detail.get("exit_code")
-    elif rtype == "drift.detected":
+    elif rtype == RecordType.DRIFT_DETECTED:
         summary.status = RunStatus.DRIFTED.value
         summary.counts["drifted"] = summary.counts.get("drifted", 0) + 1
-    elif rtype == "state.out_of_band" and summary.status == RunStatus.UNFINISHED.value and len(summary.records) == 1:
+    elif rtype == RecordType.STATE_OUT_OF_BAND and summary.status == RunStatus.UNFINISHED.value and len(summary.records) == 1:
         summary.status = RunStatus.OUT_OF_BAND.value  # until the run's own records say more
 
 
@@ -381,11 +382,11 @@ def history(pattern: str, paths: Iterable[Path | str], progress: Progress | None
     for source, rec in iter_records(paths, progress, env):
         rid = str(_obj(rec, "run").get("id", ""))
         rtype = rec.get("type")
-        if rtype == "run.finished":
+        if rtype == RecordType.RUN_FINISHED:
             run_status[rid] = str(_obj(rec, "outcome").get("status", "?"))
-        elif rtype == "resource.changed":
+        elif rtype == RecordType.RESOURCE_CHANGED:
             changes.append(_change(source, rec))
-        elif rtype == "state.out_of_band":
+        elif rtype == RecordType.STATE_OUT_OF_BAND:
             changes += out_of_band_changes(source, rec)
     changes.sort(key=lambda c: (c.time, c.seq or 0), reverse=True)
     matches = address_matcher(pattern)

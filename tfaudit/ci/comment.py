@@ -17,6 +17,7 @@ from typing import Any
 
 from tfaudit.ci.forge import Forge
 from tfaudit.query import RunSummary
+from tfaudit.schema import RecordType
 
 MARKER_PREFIX = "<!-- tfaudit:comment "
 LABELS = ("destroy", "add-or-update", "no-changes")
@@ -68,7 +69,7 @@ def _code(value: Any) -> str:
 def _changes(run: RunSummary) -> list[Mapping[str, Any]]:
     """The planned changes: a plan's list, or the apply's own run.started list."""
     for rec in run.records:
-        if rec.get("type") in ("plan.recorded", "run.started"):
+        if rec.get("type") in (RecordType.PLAN_RECORDED, RecordType.RUN_STARTED):
             plan = rec.get("plan")
             if isinstance(plan, Mapping) and isinstance(plan.get("changes"), list):
                 return [c for c in plan["changes"] if isinstance(c, Mapping)]

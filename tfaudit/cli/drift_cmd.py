@@ -10,8 +10,17 @@ from typing import Any, Optional
 import typer
 
 from tfaudit.cli._ledgers import ReadFormat, format_option
-from tfaudit.cli.wrap_cmd import PASSTHROUGH, TF_ARGS, ConfigOpt, KeyOpt, LedgerOpt, TfPathOpt, invocation, terraform_refuses
-
+from tfaudit.cli.wrap_cmd import (
+    PASSTHROUGH,
+    TF_ARGS,
+    ConfigOpt,
+    KeyOpt,
+    LedgerOpt,
+    TfPathOpt,
+    invocation,
+    terraform_refuses,
+)
+from tfaudit.schema import RecordType
 
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
@@ -54,5 +63,5 @@ def _result(inv: Any, rc: int, started: str) -> dict[str, Any]:
 
     (path,) = ledger_specs([inv.ledger] if inv.ledger else None, inv.config, inv.chdir)
     latest = next((r for r in runs([path], env=os.environ) if r.command == "drift" and r.time >= started), None)
-    drifted = [rec.get("detail") for rec in (latest.records if latest else []) if rec.get("type") == "drift.detected"]
+    drifted = [rec.get("detail") for rec in (latest.records if latest else []) if rec.get("type") == RecordType.DRIFT_DETECTED]
     return {"exit_code": rc, "drifted": drifted, "run": latest.as_dict() if latest else None, "ledger": str(path)}

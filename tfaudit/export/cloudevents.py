@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from tfaudit.schema import RecordType
+
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 TYPE_PREFIX = "dev.tfaudit."
@@ -37,7 +39,7 @@ def to_cloudevent(record: Mapping[str, Any]) -> Mapping[str, Any]:
         "tfauditseq": int(chain.get("seq") or 0),
         "tfauditworkspace": str(run.get("workspace") or ""),
     }
-    subject = (record.get("resource") or {}).get("address") if rtype == "resource.changed" else run.get("id")
+    subject = (record.get("resource") or {}).get("address") if rtype == RecordType.RESOURCE_CHANGED else run.get("id")
     if subject:
         event["subject"] = str(subject)
     return event

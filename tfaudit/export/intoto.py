@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import InputError, VerificationError
+from tfaudit.schema import RecordType
+from tfaudit.trail.jsonline import BadLine, decode_value, parse_line
 from tfaudit.trail.recordsig import SignatureProblem, verify_record
 from tfaudit.trail.signing import Signer, Verifier, canonical
-from tfaudit.trail.jsonline import BadLine, decode_value, parse_line
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -68,7 +69,7 @@ def _subjects(run_id: str, lines: Sequence[bytes], recs: Sequence[Mapping[str, A
     run = recs[0].get("run") or {}
     if run.get("plan_sha256"):
         subjects.append({"name": f"plan:{run.get('plan_file') or 'tfplan'}", "digest": {"sha256": run["plan_sha256"]}})
-    finished = next((r for r in recs if r.get("type") == "run.finished"), None)
+    finished = next((r for r in recs if r.get("type") == RecordType.RUN_FINISHED), None)
     state = ((finished or {}).get("outcome") or {}).get("state") or {}
     for when in ("before", "after"):
         ref = state.get(when)
@@ -79,7 +80,7 @@ def _subjects(run_id: str, lines: Sequence[bytes], recs: Sequence[Mapping[str, A
 
 def statement(lines: Sequence[bytes], recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     run = recs[0].get("run") or {}
-    finished = next((r for r in recs if r.get("type") == "run.finished"), None)
+    finished = next((r for r in recs if r.get("type") == RecordType.RUN_FINISHED), None)
     return {
         "_type": STATEMENT_TYPE,
         "subject": _subjects(str(run.get("id")), lines, recs),

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from tfaudit import __version__
+from tfaudit.schema import RecordType
 
 OCSF_VERSION = "1.3.0"
 CLASS_UID = 6003
@@ -36,15 +37,15 @@ def _activity(record: Mapping[str, Any]) -> tuple[int, str, str]:
     rtype = record.get("type")
     run = record.get("run") or {}
     command = str(run.get("command") or "apply")
-    if rtype == "resource.changed":
+    if rtype == RecordType.RESOURCE_CHANGED:
         action = str((record.get("resource") or {}).get("action") or "other")
         aid, name = _ACTIVITY.get(action, (99, action.capitalize()))
         return aid, name, f"terraform {command}: {action}"
-    if rtype == "plan.recorded":
+    if rtype == RecordType.PLAN_RECORDED:
         return 2, "Read", "terraform plan"
-    if rtype == "run.started":
+    if rtype == RecordType.RUN_STARTED:
         return 99, "Run Started", f"terraform {command}"
-    if rtype == "run.finished":
+    if rtype == RecordType.RUN_FINISHED:
         return 99, "Run Finished", f"terraform {command}"
     return 99, str(rtype or "Other"), f"terraform {command}"
 
@@ -52,7 +53,7 @@ def _activity(record: Mapping[str, Any]) -> tuple[int, str, str]:
 def _status(record: Mapping[str, Any]) -> tuple[int, str | None, str | None]:
     """(status_id, status, status_detail)."""
     rtype = record.get("type")
-    if rtype == "resource.changed":
+    if rtype == RecordType.RESOURCE_CHANGED:
         res = record.get("resource") or {}
         st = res.get("status")
         err = res.get("error") or {}
@@ -64,7 +65,7 @@ def _status(record: Mapping[str, Any]) -> tuple[int, str | None, str | None]:
         if st == "unknown":  # the apply events and the state disagree: OCSF's own "Unknown"
             return 0, "Unknown", detail or st
         return 99, str(st or "other").replace("_", " ").capitalize(), "terraform did not attempt this change"
-    if rtype == "run.finished":
+    if rtype == RecordType.RUN_FINISHED:
         out = record.get("outcome") or {}
         st = out.get("status")
         counts = out.get("counts") or {}
@@ -72,18 +73,18 @@ def _status(record: Mapping[str, Any]) -> tuple[int, str | None, str | None]:
         if st == "succeeded":
             return 1, "Success", detail
         return (2, "Failure", f"{st}: {detail}" if detail else st) if st else (0, "Unknown", None)
-    if rtype == "plan.recorded":
+    if rtype == RecordType.PLAN_RECORDED:
         return 1, "Success", None
-    return 0, "Unknown", "intent recorded before terraform applied anything" if rtype == "run.started" else None
+    return 0, "Unknown", "intent recorded before terraform applied anything" if rtype == RecordType.RUN_STARTED else None
 
 
 def _severity(record: Mapping[str, Any], status_id: int) -> int:
     sev = 1
     if status_id == 2:
         sev = 4
-    elif record.get("type") == "resource.changed" and (record.get("resource") or {}).get("action") in ("delete", "replace"):
+    elif record.get("type") == RecordType.RESOURCE_CHANGED and (record.get("resource") or {}).get("action") in ("delete", "replace"):
         sev = 3
-    elif record.get("type") == "resource.changed":
+    elif record.get("type") == RecordType.RESOURCE_CHANGED:
         sev = 2
     for f in record.get("findings") or ():
         if isinstance(f, Mapping):
@@ -94,7 +95,7 @@ def _severity(record: Mapping[str, Any], status_id: int) -> int:
 def _resources(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     rtype = record.get("type")
     workspace = (record.get("run") or {}).get("workspace")
-    if rtype == "resource.changed":
+    if rtype == RecordType.RESOURCE_CHANGED:
         res = record.get("resource") or {}
         out: dict[str, Any] = {"uid": res.get("address"), "name": res.get("address"), "type": res.get("type"),
                                "data": {k: res.get(k) for k in ("actions", "changed_paths", "before", "after",
@@ -104,7 +105,7 @@ def _resources(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         if workspace:
             out["labels"] = [f"workspace:{workspace}"]
         return [out]
-    if rtype in ("run.started", "plan.recorded"):
+    if rtype in (RecordType.RUN_STARTED, RecordType.PLAN_RECORDED):
         changes = (record.get("plan") or {}).get("changes") or []
         return [{"uid": c.get("address"), "name": c.get("address"), "data": {"actions": c.get("actions")}}
                 for c in changes if isinstance(c, Mapping) and c.get("address")]
@@ -190,12 +191,12 @@ def to_ocsf(record: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _message(record: Mapping[str, Any], actor: Mapping[str, Any], operation: str, status: str | None) -> str:
     who = actor.get("user") or "someone"
-    if record.get("type") == "resource.changed":
+    if record.get("type") == RecordType.RESOURCE_CHANGED:
         res = record.get("resource") or {}
         return f"{who}: {res.get('action')} {res.get('address')} ({res.get('status')})"
-    if record.get("type") == "run.finished":
+    if record.get("type") == RecordType.RUN_FINISHED:
         return f"{who}: {operation} finished ({(record.get('outcome') or {}).get('status')})"
-    if record.get("type") == "run.started":
+    if record.get("type") == RecordType.RUN_STARTED:
         summary = (record.get("plan") or {}).get("summary") or {}
         planned = ", ".join(f"{v} {k}" for k, v in sorted(summary.items()) if v) or "no changes"
         return f"{who}: {operation} started ({planned} planned)"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfaudit.query import RunSummary
+from tfaudit.schema import RecordType
 
 SEVERITY_WEIGHT = {"critical": 100, "high": 60, "medium": 30, "low": 10, "info": 2}
 ACTION_WEIGHT = {"delete": 40, "replace": 35, "forget": 20, "update": 10, "import": 5, "move": 5, "create": 3}
@@ -139,7 +140,7 @@ def build(runs: list[RunSummary], *, top: int = 15) -> ReportModel:
     scored: list[ScoredChange] = []
     for run in runs:
         model.outcomes[run.status] += 1
-        model.out_of_band += [out_of_band_entry(run, rec) for rec in run.records if rec.get("type") == "state.out_of_band"]
+        model.out_of_band += [out_of_band_entry(run, rec) for rec in run.records if rec.get("type") == RecordType.STATE_OUT_OF_BAND]
         if run.command == "plan":
             continue  # plans change nothing; they show on the timeline only
         by_actor[run.actor].append(run)

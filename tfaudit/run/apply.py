@@ -25,6 +25,7 @@ from tfaudit.run import gates, outcomes
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
+from tfaudit.schema import RecordType
 from tfaudit.terraform.args import SplitArgs, split_args
 from tfaudit.terraform.binary import Terraform, sha256_file
 from tfaudit.ui.console import Console
@@ -119,7 +120,7 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
             if approved is False:  # None: stdin ended first, which terraform reports as an error (shown)
                 session.console.say(("Destroy" if run.command == "destroy" else "Apply") + " cancelled.")
             return _record_declined(run, plan_body, gate.findings)
-    started = run.record("run.started", plan=plan_body)
+    started = run.record(RecordType.RUN_STARTED, plan=plan_body)
     if gate.findings:
         started["findings"] = gate.findings
     if step.saved:
@@ -183,14 +184,14 @@ def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tra
     state_after = load_state(session.tf)
     results = resource_outcomes(tracker, changes, rc, interrupted, state_after)
     recs: list[dict[str, Any]] = [
-        run.record("resource.changed", resource={**records.resource_body(ch, outcome, session.redactor),
+        run.record(RecordType.RESOURCE_CHANGED, resource={**records.resource_body(ch, outcome, session.redactor),
                                                  **analysis.resource_findings(ch.address)})
         for ch, outcome in zip(changes, results)]
     counts = outcomes.counts(results)
     status = records.run_status(counts, rc, interrupted)
     errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
               for d in tracker.errors_without_address]
-    recs.append(run.record("run.finished", outcome=records.outcome_body(
+    recs.append(run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
         status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
         state_before=run.state_before, state_after=state_after, errors=errors,
         reason="interrupted by signal" if interrupted else None, duration_seconds=run.elapsed(),
@@ -211,8 +212,8 @@ def _record_blocked(run: RecordedRun, plan_body: dict[str, Any], findings: list[
     belong in the trail too), then raise the refusal (exit 5)."""
     session = run.session
     run.publish([
-        run.record("run.started", plan=plan_body, findings=findings),
-        run.record("run.finished", outcome=records.outcome_body(
+        run.record(RecordType.RUN_STARTED, plan=plan_body, findings=findings),
+        run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
             status="blocked", exit_code=int(ExitCode.POLICY), counts={}, state_before=run.state_before,
             state_after=run.state_before, reason=session.redactor.scrub(reason)[:500],
             duration_seconds=run.elapsed())),
@@ -222,10 +223,10 @@ def _record_blocked(run: RecordedRun, plan_body: dict[str, Any], findings: list[
 
 def _record_declined(run: RecordedRun, plan_body: dict[str, Any], findings: list[dict[str, Any]]) -> int:
     """The user answered something other than "yes": who declined which plan, and when, is recorded."""
-    started = run.record("run.started", plan=plan_body)
+    started = run.record(RecordType.RUN_STARTED, plan=plan_body)
     if findings:
         started["findings"] = findings
-    run.publish([started, run.record("run.finished", outcome=records.outcome_body(
+    run.publish([started, run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
         status="declined", exit_code=int(ExitCode.FAILURE), counts={}, state_before=run.state_before,
         state_after=run.state_before, reason="approval declined at the prompt", duration_seconds=run.elapsed()))])
     return int(ExitCode.FAILURE)
@@ -235,8 +236,8 @@ def _record_unapplied(run: RecordedRun, rc: int, *, reason: str) -> int:
     """A plan that failed or was interrupted: nothing was applied; say so in the ledger."""
     empty: dict[str, Any] = {"sha256": None, "summary": {}, "changes": [], "resource_drift": [], "errored": True}
     run.publish([
-        run.record("run.started", plan=empty),
-        run.record("run.finished", outcome=records.outcome_body(
+        run.record(RecordType.RUN_STARTED, plan=empty),
+        run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
             status="interrupted" if run.interrupted else "failed", exit_code=rc, counts={},
             state_before=run.state_before, state_after=run.state_before, reason=reason,
             duration_seconds=run.elapsed())),

@@ -18,9 +18,11 @@ from tfaudit.errors import ExitCode, UsageError
 from tfaudit.parse.plan import Plan, ResourceChange, parse_plan
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
+from tfaudit.schema import RecordType
 from tfaudit.terraform.args import drift_conflict
 from tfaudit.terraform.binary import sha256_file
 from tfaudit.ui.console import Console
+
 
 def drift_detail(d: ResourceChange, redactor: Any, plan_sha: str) -> dict[str, Any]:
     body = records.resource_body(d, records.Outcome("planned"), redactor)
@@ -66,7 +68,7 @@ def run_drift(inv: Invocation, env: Mapping[str, str], console: Console | None =
         records.learn_plan_secrets(plan, session.redactor)
         run.info(plan_sha256=plan_sha)
         found = drifted(plan)
-        recs = [run.record("drift.detected", detail=drift_detail(d, session.redactor, plan_sha)) for d in found]
+        recs = [run.record(RecordType.DRIFT_DETECTED, detail=drift_detail(d, session.redactor, plan_sha)) for d in found]
         override = run.publish(recs) if recs else 0
         _summarise(session, found, run.elapsed())
     if override:

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-
 from tfaudit import records
 from tfaudit.logs import get_logger
 from tfaudit.parse.state import State, parse_state
+from tfaudit.schema import RecordType
 from tfaudit.terraform.binary import Terraform
 from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import LedgerStore
@@ -103,15 +102,15 @@ class KnownState:
 def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     """(whether the record says which state it left, that state_ref or None)."""
     rtype = rec.get("type")
-    if rtype == "run.finished":
+    if rtype == RecordType.RUN_FINISHED:
         st = (rec.get("outcome") or {}).get("state")
         if isinstance(st, Mapping) and "after" in st:
             return True, st["after"]
-    elif rtype == "state.changed":
+    elif rtype == RecordType.STATE_CHANGED:
         st = (rec.get("detail") or {}).get("state")
         if isinstance(st, Mapping) and "after" in st:
             return True, st["after"]
-    elif rtype == "state.out_of_band":
+    elif rtype == RecordType.STATE_OUT_OF_BAND:
         detail = rec.get("detail") or {}
         if "observed" in detail:
             return True, detail["observed"]
@@ -146,7 +145,7 @@ def last_known_state(store: LedgerStore, working_dir: str, workspace: str,
         if not isinstance(run, dict) or not _same_state(run, working_dir, workspace, state_id):
             continue
         known, ref = _state_of(rec)
-        if not known or (ref is None and rec.get("type") != "state.out_of_band"):
+        if not known or (ref is None and rec.get("type") != RecordType.STATE_OUT_OF_BAND):
             # A run that saw no state may only have failed to read it (no init, no backend
             # credentials): it says nothing. An out-of-band record's "none" was checked.
             continue

@@ -16,6 +16,7 @@ from tfaudit.run import gates
 from tfaudit.run.apply import load_plan
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
+from tfaudit.schema import RecordType
 from tfaudit.terraform.args import plan_out
 from tfaudit.terraform.binary import sha256_file
 from tfaudit.ui.console import Console
@@ -48,7 +49,7 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
         records.learn_plan_secrets(plan, session.redactor)
         run.info(plan_sha256=plan_sha, plan_file=out_arg)
         analysis = gates.analyse_run(session, plan)
-        rec = run.record("plan.recorded", plan=records.plan_body(plan, plan_sha, session.redactor))
+        rec = run.record(RecordType.PLAN_RECORDED, plan=records.plan_body(plan, plan_sha, session.redactor))
         if analysis.findings:
             rec["findings"] = analysis.findings
         override = run.publish([rec])

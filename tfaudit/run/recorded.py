@@ -22,9 +22,15 @@ from tfaudit.analysis.policy import Policy
 from tfaudit.parse.state import State
 from tfaudit.run import gates, publish
 from tfaudit.run.journal import Journal, RunLock, journal_dir
-from tfaudit.run.outofband import OutOfBand, check_out_of_band, load_state, state_identity
+from tfaudit.run.outofband import (
+    OutOfBand,
+    check_out_of_band,
+    load_state,
+    state_identity,
+)
 from tfaudit.run.recover import recover
 from tfaudit.run.session import Session
+from tfaudit.schema import RecordType
 from tfaudit.terraform import proc as _proc
 
 
@@ -122,7 +128,7 @@ def _record_out_of_band(run: RecordedRun) -> OutOfBand | None:
         return None
     provisional = RecordedRun(session, run.command, run.fwd, run.run_id, run.t0)  # its info has no plan yet
     findings = gates.finding_dicts(gates.out_of_band_findings(oob, session.config), session.redactor.scrub)
-    rec = provisional.record("state.out_of_band", detail=oob.detail(), findings=findings)
+    rec = provisional.record(RecordType.STATE_OUT_OF_BAND, detail=oob.detail(), findings=findings)
     session.store.append([rec], session.signer)
     session.console.warn(f"tfaudit: warning: {oob.message()} (recorded as state.out_of_band)")
     return oob

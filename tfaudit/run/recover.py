@@ -27,6 +27,7 @@ from tfaudit.run.journal import Journal, RunLock, journal_dir, pending
 from tfaudit.run.outofband import load_state
 from tfaudit.run.publish import publish
 from tfaudit.run.session import Invocation, Session, open_session
+from tfaudit.schema import RecordType
 from tfaudit.terraform import proc as _proc
 from tfaudit.terraform.binary import Terraform
 from tfaudit.trail.store import LedgerStore
@@ -58,9 +59,9 @@ def unfinished_runs(store: LedgerStore) -> dict[str, dict[str, Any]]:
         run_id = run.get("id") if isinstance(run, dict) else None
         if not isinstance(run_id, str):
             continue
-        if rec.get("type") == "run.started":
+        if rec.get("type") == RecordType.RUN_STARTED:
             open_runs[run_id] = rec
-        elif rec.get("type") == "run.finished":
+        elif rec.get("type") == RecordType.RUN_FINISHED:
             open_runs.pop(run_id, None)
     return open_runs
 
@@ -168,7 +169,7 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
     for body, outcome in zip(bodies, resolved):
         body.update(_outcome_fields(session, body, outcome, tracker, clean, present))
         counts[body["status"]] = counts.get(body["status"], 0) + 1
-        recs.append(records.base_record("resource.changed", run, actor, resource=body))
+        recs.append(records.base_record(RecordType.RESOURCE_CHANGED, run, actor, resource=body))
     status = "unknown" if counts.get("unknown") or exit_code == -1 else records.run_status(counts, exit_code, False)
     recovered = _recovered_note(session, meta, {"lines": lines, "sha256": digest, "finished": clean})
     finished = records.outcome_body(
@@ -178,7 +179,7 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
         reason="tfaudit stopped before the run finished; completed from terraform's journal and the state")
     finished["state"]["before"] = meta.get("state_before")
     finished["recovered"] = recovered
-    recs.append(records.base_record("run.finished", run, actor, outcome=finished))
+    recs.append(records.base_record(RecordType.RUN_FINISHED, run, actor, outcome=finished))
     publish(session, recs, applied=True)
     return Recovered(str(meta["run_id"]), status, counts, True)
 
@@ -223,7 +224,7 @@ def _without_journal(session: Session, started: Mapping[str, Any]) -> Recovered:
                                    state_after=None,
                                    reason="tfaudit stopped before the run finished and left no journal here")
     outcome["recovered"] = _recovered_note(session, {}, None)
-    publish(session, [records.base_record("run.finished", run, actor, outcome=outcome)], applied=True)
+    publish(session, [records.base_record(RecordType.RUN_FINISHED, run, actor, outcome=outcome)], applied=True)
     return Recovered(str(run.get("id")), "unknown", counts, False)
 
 

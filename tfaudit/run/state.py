@@ -17,6 +17,7 @@ from tfaudit.parse.state import State
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
+from tfaudit.schema import RecordType
 from tfaudit.terraform.args import positionals
 from tfaudit.ui.console import Console
 
@@ -72,7 +73,7 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
             **state_diff(before, after, command, inv.tf_args),
             "duration_seconds": round(run.elapsed(), 3),
         }
-        override = run.publish([run.record("state.changed", detail=detail)], applied=True)
+        override = run.publish([run.record(RecordType.STATE_CHANGED, detail=detail)], applied=True)
     return override or rc
 
 

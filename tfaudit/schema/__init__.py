@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,6 +19,19 @@ from typing import Any
 from tfaudit.errors import SchemaError
 
 SCHEMA_ID = "tfaudit.record/v1"
+
+
+class RecordType(StrEnum):
+    """Every record type the schema allows (its `type` enum; tests/test_schema.py keeps them equal)."""
+
+    RUN_STARTED = "run.started"
+    RESOURCE_CHANGED = "resource.changed"
+    RUN_FINISHED = "run.finished"
+    PLAN_RECORDED = "plan.recorded"
+    DRIFT_DETECTED = "drift.detected"
+    STATE_CHANGED = "state.changed"
+    STATE_OUT_OF_BAND = "state.out_of_band"
+    LEDGER_REPAIRED = "ledger.repaired"
 
 
 @cache

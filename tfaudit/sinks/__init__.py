@@ -15,8 +15,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tfaudit.config import BlockContext, check_keys, get_str, get_str_list, labelled_blocks, single_block
+from tfaudit.config import (
+    BlockContext,
+    check_keys,
+    get_str,
+    get_str_list,
+    labelled_blocks,
+    single_block,
+)
 from tfaudit.errors import ConfigError
+from tfaudit.schema import RecordType
 from tfaudit.sinks.base import (
     Batch,
     DeliveryConfig,
@@ -44,8 +52,8 @@ SINK_KINDS: dict[str, str] = {
 }
 
 _COMMON_KEYS = {"types", "min_severity"}
-_KNOWN_TYPES = {"run.started", "resource.changed", "run.finished", "plan.recorded", "drift.detected",
-                "state.changed", "state.out_of_band", "ledger.repaired"}
+_KNOWN_TYPES = {RecordType.RUN_STARTED, RecordType.RESOURCE_CHANGED, RecordType.RUN_FINISHED, RecordType.PLAN_RECORDED, RecordType.DRIFT_DETECTED,
+                RecordType.STATE_CHANGED, RecordType.STATE_OUT_OF_BAND, RecordType.LEDGER_REPAIRED}
 MAX_TIMEOUT_SECONDS = 300.0
 
 

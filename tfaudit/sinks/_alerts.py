@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfaudit.schema import RecordType
 from tfaudit.sinks.base import Item, Severity, record_severity
 
 MAX_RESOURCES = 20
@@ -57,10 +58,10 @@ def build_alert(run_id: str, alert_items: Sequence[Item], context: Sequence[Item
     first: dict[str, Any] = dict(everything[0].record) if everything else {}
     run = first.get("run") or {}
     actor = first.get("actor") or {}
-    finished = next((it.record for it in reversed(everything) if it.type == "run.finished"), None)
+    finished = next((it.record for it in reversed(everything) if it.type == RecordType.RUN_FINISHED), None)
     outcome = (finished or {}).get("outcome") or {}
-    changed = [it.record.get("resource") or {} for it in everything if it.type == "resource.changed"]
-    alert_resources = [it.record.get("resource") or {} for it in alert_items if it.type == "resource.changed"]
+    changed = [it.record.get("resource") or {} for it in everything if it.type == RecordType.RESOURCE_CHANGED]
+    alert_resources = [it.record.get("resource") or {} for it in alert_items if it.type == RecordType.RESOURCE_CHANGED]
     if not alert_resources:
         # a failed run: show what failed, else every change it made
         alert_resources = [r for r in changed if r.get("status") in ("failed", "interrupted", "incomplete", "unknown")] or changed

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from tfaudit.records import Severity as Severity  # re-exported for the sinks
 from tfaudit.redact import Redactor
-
+from tfaudit.schema import RecordType
 
 # Statuses and actions that make a record worth an alert (Slack, PagerDuty by default).
 _BAD_RUN = {"failed", "partial", "interrupted"}
@@ -39,10 +39,10 @@ def record_severity(record: Mapping[str, Any]) -> Severity:
     """
     rtype = record.get("type")
     sev = Severity.INFO
-    if rtype == "run.finished":
+    if rtype == RecordType.RUN_FINISHED:
         status = (record.get("outcome") or {}).get("status")
         sev = Severity.HIGH if status in _BAD_RUN else Severity.MEDIUM if status in ("blocked", "cancelled") else Severity.INFO
-    elif rtype == "resource.changed":
+    elif rtype == RecordType.RESOURCE_CHANGED:
         res = record.get("resource") or {}
         if res.get("status") in _BAD_RESOURCE:
             sev = Severity.HIGH

@@ -22,10 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfaudit.errors import (
+    DeliveryError,
+    ExitCode,
+    InputError,
+    LedgerNotFound,
+    SinkError,
+    TfauditError,
+)
 from tfaudit.logs import get_logger
-
-from tfaudit.errors import DeliveryError, ExitCode, InputError, LedgerNotFound, SinkError, TfauditError
 from tfaudit.redact import Redactor
+from tfaudit.schema import RecordType
 from tfaudit.sinks.base import Batch, DeliveryConfig, Item, OnFailure, SinkSpec
 from tfaudit.sinks.outbox import Outbox, Row, SinkState, sink_lock
 from tfaudit.trail.store import LedgerStore, open_store, scheme_of
@@ -240,7 +247,7 @@ class _Window:
 
     def run_items(self, run_id: str) -> list[Item]:
         mine = [it for it in self.items if it.run_id == run_id]
-        if any(it.type in ("run.started", "plan.recorded") for it in mine) or self.start <= 1:
+        if any(it.type in (RecordType.RUN_STARTED, RecordType.PLAN_RECORDED) for it in mine) or self.start <= 1:
             return mine
         with self._lock:  # the run began before the window: read the whole ledger once
             if self._full is None:

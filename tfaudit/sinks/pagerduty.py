@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from tfaudit.redact import Redactor
+from tfaudit.schema import RecordType
 from tfaudit.sinks._alerts import RunAlert, build_alert, group_by_run
 from tfaudit.sinks._http import check_url, post, send_units
 from tfaudit.sinks._settings import Err, env_name, opt_bool, opt_str, secret_from_env
@@ -58,7 +59,7 @@ class PagerDutySink:
     keys: ClassVar[frozenset[str]] = frozenset({"routing_key_env", "url", "source", "unsafe_allow_http"})
     takes_format: ClassVar[bool] = False
     network: ClassVar[bool] = True
-    default_types: ClassVar[frozenset[str] | None] = frozenset({"resource.changed", "run.finished"})
+    default_types: ClassVar[frozenset[str] | None] = frozenset({RecordType.RESOURCE_CHANGED, RecordType.RUN_FINISHED})
     default_min_severity: ClassVar[Severity] = Severity.MEDIUM
 
     def __init__(self, spec: SinkSpec, routing_key: str, max_attempts: int) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import LedgerNotFound
+from tfaudit.schema import RecordType
 from tfaudit.trail.signing import line_digest
 from tfaudit.trail.store import LedgerStore, LedgerView, save_sidecar, sidecar_path
 
@@ -62,7 +63,7 @@ class PlanIndex:
                 rec = json.loads(raw)
             except ValueError:
                 continue
-            if not isinstance(rec, dict) or rec.get("type") != "plan.recorded":
+            if not isinstance(rec, dict) or rec.get("type") != RecordType.PLAN_RECORDED:
                 continue
             sha = _obj(rec, "plan").get("sha256")
             if isinstance(sha, str):
@@ -113,7 +114,7 @@ def _read_back(view: LedgerView, positions: Iterable[int], check: Any) -> list[d
         except ValueError:
             return None
         chain = _obj(rec, "chain") if isinstance(rec, dict) else {}
-        if not isinstance(rec, dict) or rec.get("type") != "plan.recorded" or chain.get("seq") != n or not check(rec):
+        if not isinstance(rec, dict) or rec.get("type") != RecordType.PLAN_RECORDED or chain.get("seq") != n or not check(rec):
             return None
         out.append(rec)
     return out
@@ -152,7 +153,7 @@ def _scan(view: LedgerView, plan_sha256: str, target: str) -> tuple[list[dict[st
             rec = json.loads(raw)
         except ValueError:
             continue
-        if isinstance(rec, dict) and rec.get("type") == "plan.recorded":
+        if isinstance(rec, dict) and rec.get("type") == RecordType.PLAN_RECORDED:
             if _obj(rec, "plan").get("sha256") == plan_sha256:
                 by_sha.append(rec)
             if plan_path(rec) == target:

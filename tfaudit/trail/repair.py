@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import LedgerNotFound, UsageError
+from tfaudit.schema import RecordType
 from tfaudit.trail.signing import Signer
 from tfaudit.trail.store import LedgerStore, Tail
 
-REPAIRED = "ledger.repaired"
+REPAIRED = RecordType.LEDGER_REPAIRED
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
+from tfaudit.schema import RecordType
 from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, parse_line
 from tfaudit.trail.judge import ProblemKind, Verdict, judge_chain, judge_line
 from tfaudit.trail.repair import check_repairs
@@ -65,7 +66,7 @@ class Report:
         entry = self.workspaces.setdefault(ws, {"records": 0, "runs": 0, "first_seq": n, "last_seq": n, "problems": 0})
         entry["records"] += 1
         entry["last_seq"] = n
-        entry["runs"] += rtype == "run.started"
+        entry["runs"] += rtype == RecordType.RUN_STARTED
         self._line_ws[n] = ws
 
     def tally_problems(self) -> None:
@@ -179,10 +180,10 @@ class _Fold:
                 self.seen_ids[v.rid] = n
         if v.run_id is None:
             return
-        if v.rtype == "run.started":
+        if v.rtype == RecordType.RUN_STARTED:
             report.runs += 1
             self.open_runs[v.run_id] = n
-        elif v.rtype == "run.finished":
+        elif v.rtype == RecordType.RUN_FINISHED:
             if v.run_id in self.open_runs:
                 del self.open_runs[v.run_id]
                 self.finished_runs.add(v.run_id)
