@@ -35,9 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tfaudit.errors import DeliveryError
+from tfaudit.schema.outbox_sql import deliveries_ddl, mark_delivered, mark_failed
 from tfaudit.sinks.base import Item
 
 SCHEMA_VERSION = "1"
+_MARK_DELIVERED = mark_delivered("", "?")
+_MARK_FAILED = mark_failed("", "?")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,20 +53,6 @@ CREATE TABLE IF NOT EXISTS sinks(
     delivered_total INTEGER NOT NULL DEFAULT 0,
     enrolled_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS deliveries(
-    sink TEXT NOT NULL,
-    record_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    run_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('attempting', 'failed', 'delivered')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    first_attempt_at TEXT,
-    last_attempt_at TEXT,
-    delivered_at TEXT,
-    PRIMARY KEY (sink, record_id)
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_seq ON deliveries(sink, seq);
 """
 
 
@@ -107,7 +96,7 @@ class Outbox:
             self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + deliveries_ddl())
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except (OSError, sqlite3.Error) as e:
             raise DeliveryError(f"cannot open the delivery outbox {self.path}: {e}",
@@ -192,13 +181,7 @@ class Outbox:
         with self._tx() as db:
             fresh = 0
             for it in items:
-                cur = db.execute("UPDATE deliveries SET state = 'delivered', delivered_at = ?, last_error = NULL "
-                                 "WHERE sink = ? AND record_id = ? AND state != 'delivered'", (now, sink_id, it.id))
-                if cur.rowcount == 0:
-                    cur = db.execute("INSERT OR IGNORE INTO deliveries(sink, record_id, seq, run_id, state, attempts, "
-                                     "first_attempt_at, last_attempt_at, delivered_at) "
-                                     "VALUES (?, ?, ?, ?, 'delivered', 1, ?, ?, ?)",
-                                     (sink_id, it.id, it.seq, it.run_id, now, now, now))
+                cur = db.execute(_MARK_DELIVERED, (sink_id, it.id, it.seq, it.run_id, now, now, now))
                 fresh += cur.rowcount
             db.execute("UPDATE sinks SET delivered_total = delivered_total + ? WHERE sink = ?", (fresh, sink_id))
 
@@ -206,10 +189,7 @@ class Outbox:
         now = now_text()
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO deliveries(sink, record_id, seq, run_id, state, attempts, last_error, first_attempt_at, "
-                "last_attempt_at) VALUES (?, ?, ?, ?, 'failed', 1, ?, ?, ?) "
-                "ON CONFLICT(sink, record_id) DO UPDATE SET state = 'failed', last_error = excluded.last_error "
-                "WHERE state != 'delivered'",
+                _MARK_FAILED,
                 [(sink_id, it.id, it.seq, it.run_id, error, now, now) for it in items])
 
     def last_error(self, sink_id: str) -> tuple[str, str] | None:

@@ -13,9 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from tfaudit.errors import DeliveryError
+from tfaudit.schema.outbox_sql import mark_delivered, mark_failed
 from tfaudit.sinks.base import Item
 from tfaudit.sinks.outbox import Row, SinkState, now_text
 from tfaudit.trail.stores.postgres import PostgresStore
+
+_MARK_DELIVERED = mark_delivered("tfaudit_", "%s")
+_MARK_FAILED = mark_failed("tfaudit_", "%s")
 
 
 class PgOutbox:
@@ -97,10 +101,7 @@ class PgOutbox:
         with self._tx() as cur:
             fresh = 0
             for it in items:
-                cur.execute("INSERT INTO tfaudit_deliveries (sink, record_id, seq, run_id, state, attempts, first_attempt_at, "
-                            "last_attempt_at, delivered_at) VALUES (%s, %s, %s, %s, 'delivered', 1, %s, %s, %s) "
-                            "ON CONFLICT (sink, record_id) DO UPDATE SET state = 'delivered', delivered_at = excluded.delivered_at, "
-                            "last_error = NULL WHERE tfaudit_deliveries.state != 'delivered'",
+                cur.execute(_MARK_DELIVERED,
                             (sink_id, it.id, it.seq, it.run_id, now, now, now))
                 fresh += cur.rowcount
             cur.execute("UPDATE tfaudit_sinks SET delivered_total = delivered_total + %s WHERE sink = %s", (fresh, sink_id))
@@ -109,9 +110,7 @@ class PgOutbox:
         now = now_text()
         with self._tx() as cur:
             cur.executemany(
-                "INSERT INTO tfaudit_deliveries (sink, record_id, seq, run_id, state, attempts, last_error, first_attempt_at, "
-                "last_attempt_at) VALUES (%s, %s, %s, %s, 'failed', 1, %s, %s, %s) ON CONFLICT (sink, record_id) DO UPDATE "
-                "SET state = 'failed', last_error = excluded.last_error WHERE tfaudit_deliveries.state != 'delivered'",
+                _MARK_FAILED,
                 [(sink_id, it.id, it.seq, it.run_id, error, now, now) for it in items])
 
     def last_error(self, sink_id: str) -> tuple[str, str] | None:

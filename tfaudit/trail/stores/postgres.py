@@ -26,10 +26,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tfaudit.errors import InputError, LedgerError, UsageError
+from tfaudit.schema.outbox_sql import deliveries_ddl
 from tfaudit.trail.ledger import seal_batch
-from tfaudit.trail.store import Appended, Tail, SeqView, parsed_records
-from tfaudit.trail.stores._common import MAX_ATTEMPTS, AppendStats, backoff, lost_too_often, tail_of_line
-
+from tfaudit.trail.store import Appended, SeqView, Tail, parsed_records
+from tfaudit.trail.stores._common import (
+    MAX_ATTEMPTS,
+    AppendStats,
+    backoff,
+    lost_too_often,
+    tail_of_line,
+)
 
 if TYPE_CHECKING:
     from tfaudit.trail.signing import Signer
@@ -66,21 +72,7 @@ CREATE TABLE IF NOT EXISTS tfaudit_sinks (
     delivered_total bigint NOT NULL DEFAULT 0,
     enrolled_at text NOT NULL
 );
-CREATE TABLE IF NOT EXISTS tfaudit_deliveries (
-    sink text NOT NULL,
-    record_id text NOT NULL,
-    seq bigint NOT NULL,
-    run_id text,
-    state text NOT NULL CHECK (state IN ('attempting', 'failed', 'delivered')),
-    attempts integer NOT NULL DEFAULT 0,
-    last_error text,
-    first_attempt_at text,
-    last_attempt_at text,
-    delivered_at text,
-    PRIMARY KEY (sink, record_id)
-);
-CREATE INDEX IF NOT EXISTS tfaudit_deliveries_by_seq ON tfaudit_deliveries (sink, seq);
-""",
+""" + deliveries_ddl("tfaudit_"),
 }
 
 
