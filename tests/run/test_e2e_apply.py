@@ -381,3 +381,21 @@ def test_plain_apply_does_not_import_boto3(e2e: dict[str, Any], base_env: dict[s
     env = {**base_env, "TFAUDIT_SIGNING_KEY": str(e2e["priv"])}
     res = subprocess.run([sys.executable, "-c", code], cwd=e2e["work"], env=env, capture_output=True, text=True)
     assert "RC 0 NO-BOTO3" in res.stdout, res.stdout + res.stderr
+
+
+def test_a_fifo_as_the_signing_key_is_refused_before_terraform_runs(e2e: dict[str, Any]) -> None:
+    """A FIFO given as the key used to hang the apply: it is refused at once, with one line, and
+    terraform changes nothing."""
+    import os
+    import time
+
+    work = e2e["work"]
+    fifo = work / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    t0 = time.monotonic()
+    r = e2e["apply"]("-auto-approve", env={"TFAUDIT_SIGNING_KEY": str(fifo)}, timeout=60)
+    assert r.returncode == 4, r.stderr
+    assert f"signing key {fifo} is not a regular file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - t0 < 30  # refused, not hung until the harness's timeout
+    assert not (work / "terraform.tfstate").exists()
