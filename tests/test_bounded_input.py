@@ -8,7 +8,6 @@ generous subprocess timeouts only stop a hung test; they are not timing targets.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +29,22 @@ def _one_line_error(res: CliResult, *needles: str, code: int = 64) -> None:
         assert n in lines[0], lines[0]
 
 
+# A fresh intermediary process has exactly one child, so its RUSAGE_CHILDREN peak is that
+# child's own peak (pytest's own RUSAGE_CHILDREN keeps the largest child it ever waited for).
+_MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+            "sys.stderr.buffer.write(r.stderr); sys.stdout.buffer.write(r.stdout); "
+            "sys.stdout.write('\\n%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+            "sys.exit(r.returncode)")
+
+
+def _run_measured(argv: list[str], env: dict[str, str]) -> tuple[CliResult, float]:
+    """Run argv; return its result and its own peak resident memory in MiB."""
+    res = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True, text=True, env=env,
+                         timeout=300)
+    out, _, peak_kib = res.stdout.rstrip("\n").rpartition("\n")
+    return CliResult(res.returncode, out, res.stderr), int(peak_kib) / 1024
+
+
 def test_analyze_refuses_dev_zero_at_once(run_tfaudit: Callable[..., CliResult]) -> None:
     res = run_tfaudit("analyze", "/dev/zero", timeout=60)
     _one_line_error(res, "/dev/zero: not JSON (byte 0x00 at offset 0)")
@@ -48,11 +63,8 @@ def test_a_plan_of_whitespace_is_empty_and_read_in_a_window(tmp_path: Path, base
         block = b" \n\t" * (1 << 20)
         for _ in range(100):  # 300 MiB of whitespace
             f.write(block)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    res = subprocess.run([sys.executable, "-m", "tfaudit", "analyze", str(plan)], capture_output=True, text=True,
-                         env=base_env, timeout=300)
-    peak_mib = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    _one_line_error(CliResult(res.returncode, res.stdout, res.stderr), f"{plan}: is empty")
+    res, peak_mib = _run_measured([sys.executable, "-m", "tfaudit", "analyze", str(plan)], base_env)
+    _one_line_error(res, f"{plan}: is empty")
     assert peak_mib < 200, f"peak {peak_mib:.0f} MiB for a 300 MiB file"
 
 
