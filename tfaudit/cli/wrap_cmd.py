@@ -71,41 +71,48 @@ def terraform_refuses(inv: Invocation) -> int | None:
 commands = typer.Typer()  # this module's commands, added to the root app by tfaudit.cli.app
 
 
+def _recorded(ctx: typer.Context, command: str, ledger: Optional[str], signing_key: Optional[str],
+              config: Optional[str], tf_path: Optional[str], checkpoints: Optional[str], fail_on: Optional[str],
+              quiet: bool) -> int:
+    """apply, destroy and plan: terraform's own refusals first (nothing recorded), then the recorded run."""
+    from tfaudit.ui.console import Console
+
+    inv = invocation(ctx, command, ledger, signing_key, config, tf_path, checkpoints, fail_on)
+    refused = terraform_refuses(inv)
+    if refused is not None:
+        return refused
+    if command == "plan":
+        from tfaudit.run.plan import run_plan
+
+        return run_plan(inv, os.environ, Console(quiet=quiet))
+    from tfaudit.run.apply import run_apply
+
+    return run_apply(inv, os.environ, Console(quiet=quiet))
+
+
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def apply(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
           config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
-         checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
+          checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
           quiet: bool = QuietOpt) -> int:
     """terraform apply, recorded: one signed record per changed resource. Takes terraform's arguments."""
-    from tfaudit.run.apply import run_apply
-    from tfaudit.ui.console import Console
+    return _recorded(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on, quiet)
 
-    inv = invocation(ctx, "apply", ledger, signing_key, config, tf_path, checkpoints, fail_on)
-    refused = terraform_refuses(inv)
-    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def destroy(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
             config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
             checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
-          quiet: bool = QuietOpt) -> int:
+            quiet: bool = QuietOpt) -> int:
     """terraform destroy, recorded. Takes terraform's arguments."""
-    from tfaudit.run.apply import run_apply
-    from tfaudit.ui.console import Console
+    return _recorded(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on, quiet)
 
-    inv = invocation(ctx, "destroy", ledger, signing_key, config, tf_path, checkpoints, fail_on)
-    refused = terraform_refuses(inv)
-    return refused if refused is not None else run_apply(inv, os.environ, Console(quiet=quiet))
 
 @commands.command(context_settings=PASSTHROUGH, options_metavar=TF_ARGS)
 def plan(ctx: typer.Context, ledger: Optional[str] = LedgerOpt, signing_key: Optional[str] = KeyOpt,
          config: Optional[str] = ConfigOpt, tf_path: Optional[str] = TfPathOpt,
          checkpoints: Optional[str] = CheckpointsOpt, fail_on: Optional[str] = FailOnOpt,
-          quiet: bool = QuietOpt) -> int:
+         quiet: bool = QuietOpt) -> int:
     """terraform plan, recorded as a plan.recorded record. Takes terraform's arguments."""
-    from tfaudit.run.plan import run_plan
-    from tfaudit.ui.console import Console
+    return _recorded(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on, quiet)
 
-    inv = invocation(ctx, "plan", ledger, signing_key, config, tf_path, checkpoints, fail_on)
-    refused = terraform_refuses(inv)
-    return refused if refused is not None else run_plan(inv, os.environ, Console(quiet=quiet))
