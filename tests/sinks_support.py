@@ -13,6 +13,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,10 +48,12 @@ class Receiver:
     max_skew: int = 300
     fail_first: int = 0  # answer this many requests with 500 (then behave as `mode` says)
     keep_alive: bool = True  # HTTP/1.1 persistent connections, as real receivers offer
+    answer: Callable[[int], int] | None = None  # the status for the n-th request (1-based), overriding the rest
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[str] = set()
+        self._count = 0
         self._release = threading.Event()
         self.request_arrived = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -132,9 +135,12 @@ class Receiver:
         sig_ok = self._check_signature(headers, body) if self.secret is not None else None
         status = {"500": 500, "429": 429, "400": 400}.get(mode, 200)
         with self._lock:
+            self._count += 1
             if self.fail_first > 0:
                 self.fail_first -= 1
                 status = 500
+            if self.answer is not None:
+                status = self.answer(self._count)
         if sig_ok is False:
             status = 401
         key = headers.get("Idempotency-Key")

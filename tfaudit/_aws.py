@@ -14,7 +14,8 @@ pays for it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,35 @@ _CREDENTIAL_ENV = (
 )
 _PROFILE_CREDENTIAL_KEYS = ("aws_access_key_id", "credential_process", "sso_session", "sso_start_url",
                             "role_arn", "web_identity_token_file", "credential_source")
+
+
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _loader() -> Any:
+    """botocore's data loader, one per process: it keeps endpoints.json and each service model it has
+    parsed, so only the first client of a service pays for them (the S3 model alone takes 0.1-0.3 s)."""
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            from botocore.loaders import create_loader
+
+            _LOADER = create_loader(os.environ.get("AWS_DATA_PATH"))
+        return _LOADER
+
+
+def warm(services: Iterable[str]) -> None:
+    """Import boto3 and parse what creating clients of services will need (done in the background while
+    terraform runs)."""
+    import boto3  # noqa: F401 - imported now, not when the client is made
+
+    loader = _loader()
+    for name in ("endpoints", "partitions", "sdk-default-configuration"):
+        loader.load_data(name)
+    for service in services:
+        for kind in ("service-2", "endpoint-rule-set-1"):
+            loader.load_service_model(service, kind)
 
 
 @dataclass(frozen=True)
@@ -82,7 +112,14 @@ def client(service: str, settings: AwsSettings, env: Mapping[str, str], *, conne
         kwargs["aws_secret_access_key"] = env["AWS_SECRET_ACCESS_KEY"]
         if env.get("AWS_SESSION_TOKEN"):
             kwargs["aws_session_token"] = env["AWS_SESSION_TOKEN"]
-    session = boto3.session.Session(**kwargs)
+    import botocore.session
+
+    core = botocore.session.get_session()
+    loader = _loader()
+    core.register_component("data_loader", loader)
+    with _LOADER_LOCK:  # each boto3 Session appends its data directory to the loader's search path: once is enough
+        session = boto3.session.Session(botocore_session=core, **kwargs)
+        loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
     region = settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or session.region_name or default_region
     config = Config(
         connect_timeout=connect_timeout,

@@ -148,7 +148,7 @@ from tfaudit.sinks.delivery import prepare
 cfg = parse_config(Path(sys.argv[1]))
 prepare(Path(sys.argv[2]), cfg.section("sink"), None, print)
 for t in threading.enumerate():
-    if t.name == "tfaudit-boto3-import":
+    if t.name == "tfaudit-aws-warm":
         t.join()
 print("boto3" in sys.modules)
 """

@@ -73,7 +73,7 @@ class SinkFilter:
     def matches(self, record: Mapping[str, Any]) -> bool:
         if self.types is not None and record.get("type") not in self.types:
             return False
-        return record_severity(record).rank >= self.min_severity.rank
+        return self.min_severity is Severity.INFO or record_severity(record).rank >= self.min_severity.rank
 
 
 @dataclass(frozen=True)

@@ -179,10 +179,9 @@ class Outbox:
     def delivered(self, sink_id: str, items: Sequence[Item]) -> None:
         now = now_text()
         with self._tx() as db:
-            fresh = 0
-            for it in items:
-                cur = db.execute(_MARK_DELIVERED, (sink_id, it.id, it.seq, it.run_id, now, now, now))
-                fresh += cur.rowcount
+            # executemany sums the rows each upsert changed: the records not delivered before
+            fresh = db.executemany(_MARK_DELIVERED, [(sink_id, it.id, it.seq, it.run_id, now, now, now)
+                                                     for it in items]).rowcount
             db.execute("UPDATE sinks SET delivered_total = delivered_total + ? WHERE sink = ?", (fresh, sink_id))
 
     def failed(self, sink_id: str, items: Sequence[Item], error: str) -> None:
