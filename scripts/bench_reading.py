@@ -1,6 +1,7 @@
 """Benchmark reading the trail: verify (with signatures, and the chain alone), log, history, report.
 
     .venv/bin/python scripts/bench_reading.py [RUNS] [RESOURCES_PER_RUN] [BIG_RECORDS]
+    .venv/bin/python scripts/bench_reading.py --index-only LEDGER   # log/history rows only, on LEDGER
 
 Builds a real signed ledger (RUNS applies of RESOURCES_PER_RUN changes each; default 1762 x 10
 = 21,144 records, the size issue 13 measured) and a bigger one of about BIG_RECORDS records
@@ -132,6 +133,9 @@ def row(what: str, figure: str, anchor: str, ratio: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--index-only":  # just the run index rows, on a ledger built before
+        index_rows(Path(sys.argv[2]), sum(1 for _ in open(sys.argv[2], "rb")))
+        return
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1762
     per_run = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     big = int(sys.argv[3]) if len(sys.argv) > 3 else 100_000
@@ -167,19 +171,131 @@ def main() -> None:
         for name, args in (("log", ["log", str(ledger)]),
                            ("history terraform_data.r1", ["history", "terraform_data.r1", "--ledger", str(ledger)])):
             t = cli(*args)
-            row(f"{name}, {n:,} records", f"{t:.2f} s ({n / t:,.0f} records/s)", "target 100,000 records in 1 s",
-                f"{100_000 / (n / t):.2f} s per 100,000")
+            row(f"{name}, {n:,} records (first use: builds the run index)", f"{t:.2f} s ({n / t:,.0f} records/s)",
+                "target 100,000 records in 1 s", f"{100_000 / (n / t):.2f} s per 100,000")
         if big:
             bigger = d / "big.jsonl"
             build_batched(bigger, signer, max(1, big // (per_run + 2)), per_run)
             nb = max(1, big // (per_run + 2)) * (per_run + 2)
-            for name, args in (("log", ["log", str(bigger)]),
-                               ("log --actor user3 --outcome partial",
-                                ["log", str(bigger), "--actor", "user3", "--outcome", "partial"]),
-                               ("history terraform_data.r1", ["history", "terraform_data.r1", "--ledger", str(bigger)])):
-                t = cli(*args)
-                row(f"{name}, {nb:,} records", f"{t:.2f} s", "target 1 s", f"{t:.2f}")
+            index_rows(bigger, nb)
 
+
+def timed(*args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one command: CPU time is the steadier figure on a shared machine."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    c = cpu()
+    return cli(*args), cpu() - c
+
+
+def index_rows(ledger: Path, n: int) -> None:
+    """log and history through the run index (LEDGER.runs), first use (building it) and warm, each
+    beside the same command reading the whole ledger (the ledger given twice: several ledgers are
+    never indexed), and the 1 s target. Wall time, and in brackets CPU time."""
+    index = ledger.with_name(ledger.name + ".runs")
+    lg, hist = ["log", str(ledger)], ["history", "terraform_data.r1", "--ledger", str(ledger)]
+
+    def fig(t: tuple[float, float]) -> str:
+        return f"{t[0]:.2f} s (CPU {t[1]:.2f} s)"
+
+    for name, args, scan_args in (("log", lg, [*lg, str(ledger)]),
+                                  ("history terraform_data.r1", hist, [*hist, "--ledger", str(ledger)])):
+        index.unlink(missing_ok=True)
+        cold = timed(*args)
+        warm = min(timed(*args) for _ in range(3))
+        scan = timed(*scan_args)
+        load = os.getloadavg()[0]
+        row(f"`tfaudit {name}`, {n:,} records, run index warm (target <= 1 s; load {load:.1f})", fig(warm),
+            f"whole-ledger read {fig(scan)}", f"{warm[0] / scan[0]:.3f} (CPU {warm[1] / scan[1]:.3f})")
+        row("the same, first use (builds `LEDGER.runs`)", fig(cold), f"whole-ledger read {fig(scan)}",
+            f"{cold[0] / scan[0]:.2f} (CPU {cold[1] / scan[1]:.2f})")
+    for name, more in (("log --actor user3 --outcome partial", ["--actor", "user3", "--outcome", "partial"]),
+                       ("log --limit 20", ["--limit", "20"])):
+        warm = min(timed(*lg, *more) for _ in range(3))
+        scan = timed(*lg, str(ledger), *more)
+        row(f"`tfaudit {name}`, {n:,} records, run index warm (load {os.getloadavg()[0]:.1f})", fig(warm),
+            f"whole-ledger read {fig(scan)}", f"{warm[0] / scan[0]:.3f} (CPU {warm[1] / scan[1]:.3f})")
+    start = min(timed("--version") for _ in range(3))
+    print(f"run index: {index.stat().st_size / 1e6:.1f} MB beside a {ledger.stat().st_size / 1e6:.1f} MB ledger; "
+          f"`tfaudit --version` {fig(start)}; load average {os.getloadavg()[0]:.1f}")
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--index-only":  # just the run index rows, on a ledger built before
+        index_rows(Path(sys.argv[2]), sum(1 for _ in open(sys.argv[2], "rb")))
+        return
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1762
+    per_run = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    big = int(sys.argv[3]) if len(sys.argv) > 3 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        priv, pub = generate_keypair(d / "key")
+        signer = load_signer(priv)
+        ledger = d / "ledger.jsonl"
+        t0 = time.monotonic()
+        build(ledger, signer, runs, per_run)
+        n, took = runs * (per_run + 2), time.monotonic() - t0
+        print(f"ledger: {n:,} records, {ledger.stat().st_size / 1e6:.1f} MB (appended run by run under the lock "
+              f"with fsync: {n / took:,.0f} records/s); {cores()} cores; load average {os.getloadavg()[0]:.1f}")
+        ed, sha = anchors(ledger, pub)
+        k = cores()
+        print()
+        print("| what | figure | limit it is measured against | ratio |")
+        print("|---|---:|---:|---:|")
+        t = cli("verify", str(ledger), "--public-key", str(pub))
+        ti, ci = in_process(ledger, pub)
+        row(f"verify with signatures, {n:,} records", f"{n / ti:,.0f} records/s in-process ({k} processes; "
+            f"{n / ci:,.0f} per CPU-second); {t:.2f} s as a command", f"Ed25519 alone: {ed:,.0f}/s per core "
+            f"x {k} = {ed * k:,.0f}/s", f"{n / ti / (ed * k):.2f} (per CPU-second: {n / ci / ed:.2f})")
+        t = cli("verify", str(ledger), "--chain-only")
+        ti, ci = in_process(ledger, pub, chain_only=True)
+        row("verify --chain-only (hash chain + seq)", f"{n / ti:,.0f} records/s in-process "
+            f"({n / ci:,.0f} per CPU-second); {t:.2f} s as a command",
+            f"SHA-256 of each line: {sha:,.0f}/s per core", f"{n / ti / sha:.2f} (per CPU-second: {n / ci / sha:.2f})")
+        t = cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger))
+        row(f"report --html, {n:,} records (chain, schema)", f"{t:.2f} s", "target 2 s", f"{t / 2:.2f}")
+        t = cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger), "--public-key", str(pub))
+        row(f"report --html --public-key, {n:,} records", f"{t:.2f} s", "target 2 s", f"{t / 2:.2f}")
+        for name, args in (("log", ["log", str(ledger)]),
+                           ("history terraform_data.r1", ["history", "terraform_data.r1", "--ledger", str(ledger)])):
+            t = cli(*args)
+            row(f"{name}, {n:,} records (first use: builds the run index)", f"{t:.2f} s ({n / t:,.0f} records/s)",
+                "target 100,000 records in 1 s", f"{100_000 / (n / t):.2f} s per 100,000")
+        if big:
+            bigger = d / "big.jsonl"
+            build_batched(bigger, signer, max(1, big // (per_run + 2)), per_run)
+            nb = max(1, big // (per_run + 2)) * (per_run + 2)
+            index_rows(bigger, nb)
+
+
+def index_rows(ledger: Path, n: int) -> None:
+    """log and history through the run index (LEDGER.runs), first use (building it) and warm, each
+    beside the same command reading the whole ledger (the ledger given twice: several ledgers are
+    never indexed), and the 1 s target."""
+    index = ledger.with_name(ledger.name + ".runs")
+    lg, hist = ["log", str(ledger)], ["history", "terraform_data.r1", "--ledger", str(ledger)]
+    for name, args, scan_args in (("log", lg, [*lg, str(ledger)]),
+                                  ("history terraform_data.r1", hist, [*hist, "--ledger", str(ledger)])):
+        index.unlink(missing_ok=True)
+        cold = cli(*args)
+        warm = min(cli(*args) for _ in range(3))
+        scan = cli(*scan_args)
+        print(f"<!-- {name}: load average {os.getloadavg()[0]:.1f} -->")
+        row(f"`tfaudit {name}`, {n:,} records, run index warm (target <= 1 s)", f"{warm:.2f} s",
+            f"whole-ledger read {scan:.2f} s", f"{warm / scan:.3f} ({warm:.2f} x the 1 s target)")
+        row(f"the same, first use (builds `LEDGER.runs`)", f"{cold:.2f} s", f"whole-ledger read {scan:.2f} s",
+            f"{cold / scan:.2f}")
+    for name, more in (("log --actor user3 --outcome partial", ["--actor", "user3", "--outcome", "partial"]),
+                       ("log --limit 20", ["--limit", "20"])):
+        warm = min(cli(*lg, *more) for _ in range(3))
+        scan = cli(*lg, str(ledger), *more)
+        row(f"`tfaudit {name}`, {n:,} records, run index warm", f"{warm:.2f} s", f"whole-ledger read {scan:.2f} s",
+            f"{warm / scan:.3f}")
+    print(f"run index: {index.stat().st_size / 1e6:.1f} MB beside a {ledger.stat().st_size / 1e6:.1f} MB ledger; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 if __name__ == "__main__":
     main()

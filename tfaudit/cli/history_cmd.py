@@ -37,10 +37,11 @@ def history_(
     """Who changed a resource, when, which action, what changed, and whether it worked (newest first; moves followed)."""
     from tfaudit.cli._ledgers import chdir_of, ledger_specs
     from tfaudit.ui.progress import TerminalProgress
-    from tfaudit.query import history
+    from tfaudit.query.indexed import resource_history
 
     with TerminalProgress("reading ledgers") as progress:
-        changes = history(address, ledger_specs(ledger, config, chdir_of(ctx)), progress, env=os.environ)
+        changes = resource_history(address, ledger_specs(ledger, config, chdir_of(ctx)), progress, env=os.environ,
+                                   run_status=fmt is HistoryFormat.JSON)  # text does not show it
     if fmt is HistoryFormat.JSON:
         typer.echo(json.dumps([c.as_dict() for c in changes], indent=2, default=str))
         return 0

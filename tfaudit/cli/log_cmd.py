@@ -39,7 +39,8 @@ def log_(
 ) -> int:
     """Runs, newest first: time, actor, workspace, command, outcome, counts."""
     from tfaudit.cli._ledgers import chdir_of, ledger_specs
-    from tfaudit.query import Filters, RunStatus, parse_when, runs
+    from tfaudit.query.indexed import log_runs
+    from tfaudit.query import Filters, RunStatus, parse_when
     from tfaudit.ui.progress import TerminalProgress
 
     outcomes = tuple(o.strip() for item in outcome or [] for o in item.split(",") if o.strip())
@@ -52,9 +53,8 @@ def log_(
         until=parse_when(until, "--until") if until else None,
         actors=tuple(actor or ()), workspaces=tuple(workspace or ()), outcomes=outcomes)
     with TerminalProgress("reading ledgers") as progress:
-        found = runs(ledger_specs([*(ledgers or []), *(ledger or [])], config, chdir_of(ctx)), filters, progress, env=os.environ)
-    if limit:
-        found = found[:limit]
+        found = log_runs(ledger_specs([*(ledgers or []), *(ledger or [])], config, chdir_of(ctx)), filters, limit,
+                         progress, env=os.environ)
     if fmt is LogFormat.JSON:
         typer.echo(json.dumps([r.as_dict() for r in found], indent=2))
         return 0

@@ -86,6 +86,32 @@ def forward(fd: int, offset: int, end: int, limit: int = MAX_LINE_BYTES) -> Iter
     yield from bounded_lines(_Reader(), limit)  # type: ignore[arg-type]
 
 
+def forward_spans(fd: int, offset: int, end: int, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, raw line) from `offset` up to `end`: `forward`'s lines, each with where it starts
+    (a line over `limit` is yielded cut, as `forward` does, and the offsets after it stay true)."""
+    pos, start, size, skipping = offset, offset, 0, False
+    pending: list[bytes] = []
+    while pos < end and (block := os.pread(fd, min(_READ, end - pos), pos)):
+        i = 0
+        while (nl := block.find(b"\n", i)) >= 0:
+            piece = block[i:nl + 1]
+            if not skipping:
+                if pending:
+                    pending.append(piece)
+                    piece, pending, size = b"".join(pending), [], 0
+                yield start, piece if len(piece) <= limit + 1 else piece[:limit + 1]
+            skipping, start, i = False, pos + nl + 1, nl + 1
+        if i < len(block) and not skipping:
+            pending.append(block[i:])
+            size += len(block) - i
+            if size > limit:
+                yield start, b"".join(pending)[:limit + 1]
+                pending, size, skipping = [], 0, True
+        pos += len(block)
+    if pending:
+        yield start, b"".join(pending)
+
+
 def backward(fd: int, end: int) -> Iterator[bytes]:
     """Raw lines from `end` back to the start of the file, newest first, each as `forward` gives it."""
     if end <= 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,25 @@ class FileView:
                 if n >= start:
                     yield n, raw
                 n += 1
+        finally:
+            os.close(fd)
+
+    def spans(self, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(byte offset, raw line) for every line from byte `offset` (a line's start) on: for caches
+        that remember where lines are (tfaudit.query.runindex)."""
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            yield from filelines.forward_spans(fd, offset, self.size)
+        finally:
+            os.close(fd)
+
+    def read_at(self, spans: Iterable[tuple[int, int]]) -> list[bytes]:
+        """The bytes at each (offset, length), cut at the view's size; one descriptor for all."""
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            return [os.pread(fd, max(0, min(n, self.size - at)), at) for at, n in spans]
         finally:
             os.close(fd)
 
