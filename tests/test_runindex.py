@@ -241,3 +241,20 @@ def test_a_ledger_in_a_read_only_directory_is_read_without_an_index(
         assert not _index(ledger).exists()
     finally:
         ledger.parent.chmod(0o755)
+
+
+def test_an_index_newer_than_the_reader_is_kept(ledger: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A reader whose snapshot predates lines another reader has indexed takes a newer snapshot
+    (it does not rebuild the index, nor believe it beyond what it read)."""
+    from tfaudit.query import _NoProgress, runindex
+
+    tfaudit(capsys, "log", str(ledger))
+    older = Ledger(ledger).snapshot()
+    add_run(ledger, load_signer(tmp_path / "keys" / "key"), time="2030-01-01T00:00:00.000000Z", actor="gina")
+    tfaudit(capsys, "log", str(ledger))
+    inode = _index(ledger).stat().st_ino
+    with pytest.raises(runindex.Ahead):
+        with runindex.opened(_index(ledger), older, _NoProgress()):
+            pass
+    assert "gina" in tfaudit(capsys, "log", str(ledger)).splitlines()[0]
+    assert _index(ledger).stat().st_ino == inode

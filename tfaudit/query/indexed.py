@@ -28,8 +28,8 @@ T = TypeVar("T")
 _BATCH = 256  # runs whose records are read back at a time
 
 
-def _one_ledger(specs: Sequence[str | Path]) -> tuple[str, FileView] | None:
-    """(source name, snapshot) when the command reads exactly one ledger file, as query.sources_for names it."""
+def _one_ledger(specs: Sequence[str | Path]) -> tuple[str, Ledger] | None:
+    """(source name, store) when the command reads exactly one ledger file, as query.sources_for names it."""
     if len(specs) != 1 or "://" in str(specs[0]):
         return None
     path = Path(str(specs[0]))
@@ -38,8 +38,7 @@ def _one_ledger(specs: Sequence[str | Path]) -> tuple[str, FileView] | None:
     store = open_store(path)
     if not isinstance(store, Ledger) or not store.exists():
         return None  # the scan reports a missing ledger
-    view = store.snapshot()
-    return (str(path), view) if view.size else None
+    return str(path), store
 
 
 @contextlib.contextmanager
@@ -66,13 +65,22 @@ def _answer(specs: Sequence[str | Path], progress: Progress,
     one = _one_ledger(specs)
     if one is None:
         return scan()
-    source, view = one
-    for rebuild in (False, True):
+    source, store = one
+    where = runindex.index_path(store.path)
+    rebuild = rebuilt = False
+    for _ in range(4):
+        view = store.snapshot()
+        if not view.size:
+            break
         try:
-            with runindex.opened(runindex.index_path(view), view, progress, rebuild=rebuild) as conn:
+            with runindex.opened(where, view, progress, rebuild=rebuild) as conn:
                 return answer(conn, view, source)
+        except runindex.Ahead:
+            continue  # another reader indexed lines appended since this snapshot: take a newer one
         except runindex.Untrusted:
-            continue  # rebuild it once, then ask again
+            if rebuilt:
+                break
+            rebuild = rebuilt = True  # rebuild it once, then ask again
         except (runindex.Unavailable, sqlite3.Error):
             break
     return scan()

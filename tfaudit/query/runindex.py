@@ -63,6 +63,10 @@ class Untrusted(Exception):
     """The index disagrees with the ledger (stale, damaged, foreign or tampered with)."""
 
 
+class Ahead(Exception):
+    """The index covers more than this snapshot: another reader indexed lines appended since it was taken."""
+
+
 def _digest(line: bytes) -> bytes:
     return hashlib.sha256(line).digest()
 
@@ -219,7 +223,7 @@ def _update(conn: sqlite3.Connection, view: FileView, progress: Progress) -> boo
         raise Untrusted("not a run index of this version")
     end, last_off, last_len, last_digest, lines = row
     if end > view.size:
-        raise Untrusted("the ledger is shorter than the index")
+        raise Ahead(f"the index ends at byte {end}, the snapshot at {view.size}")
     if end and (end != last_off + last_len + 1 or read_back_raw(view, last_off, last_len) != last_digest):
         raise Untrusted("the line the index ends at is not there")
     if end == view.size:
@@ -283,13 +287,16 @@ def _build(path: Path, view: FileView, progress: Progress) -> bool:
 def opened(path: Path, view: FileView, progress: Progress, *, rebuild: bool = False) -> Iterator[sqlite3.Connection]:
     """The index at path, brought up to the view (rebuilt when missing, stale or damaged)."""
     complete = None
-    if not rebuild and path.exists():
+    if not rebuild and path.is_file() and not path.is_symlink():  # SQLite writes in place: never through a link
         conn = _connect(path)
         try:
             with _transaction(conn):
                 complete = _update(conn, view, progress)
         except (Untrusted, sqlite3.Error):
             conn.close()
+        except Ahead:
+            conn.close()
+            raise
     if complete is None:
         complete = _build(path, view, progress)
         conn = _connect(path)
@@ -301,9 +308,8 @@ def opened(path: Path, view: FileView, progress: Progress, *, rebuild: bool = Fa
         conn.close()
 
 
-def index_path(view: FileView) -> Path:
+def index_path(ledger: Path) -> Path:
     """`LEDGER.runs`, beside the ledger (as the plan index is `LEDGER.plans`)."""
-    ledger = view.ledger.path
     return ledger.with_name(f"{ledger.name}.runs")
 
 
