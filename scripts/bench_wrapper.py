@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +79,12 @@ PHASES: tuple[tuple[str, str], ...] = (
 
 _PROFILE_CHILD = r"""
 import importlib, json, sys, time, types
-t_start = time.perf_counter()
+t_start = time.perf_counter(); wall_start = time.time()
 phases = json.loads(sys.argv[1]); out = sys.argv[2]
 totals = {}
+spans = []  # (what, wall start, wall end): terraform processes and the apply step, for the timeline
+def span(what, t0, t1):
+    spans.append((what, wall_start + t0 - t_start, wall_start + t1 - t_start))
 def add(label, dt):
     n, s = totals.get(label, (0, 0.0)); totals[label] = (n + 1, s + dt)
 def clocked(label, fn):
@@ -96,7 +100,7 @@ from tfaudit.cli.app import main
 import tfaudit.terraform.proc as proc
 t_imported = time.perf_counter()
 # every terraform process, named by its subcommand
-for name in ("run", "run_streaming"):
+for name in ("run", "run_streaming", "run_journaled"):
     fn = getattr(proc, name, None)
     if fn is None:
         continue
@@ -108,8 +112,19 @@ for name in ("run", "run_streaming"):
         try:
             return _fn(*a, **k)
         finally:
-            add(f"{'terraform' if prog in ('terraform', 'tofu') else prog} {sub}", time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            add(f"{'terraform' if prog in ('terraform', 'tofu') else prog} {sub}", t1 - t0)
+            span(sub, t0, t1)
     setattr(proc, name, tf)
+import tfaudit.run.apply as _apply
+_stream = _apply._stream_apply
+def _timed_stream(*a, **k):
+    t0 = time.perf_counter()
+    try:
+        return _stream(*a, **k)
+    finally:
+        span("apply step", t0, time.perf_counter())
+_apply._stream_apply = _timed_stream
 for label, target in phases:
     mod_name, attr = target.split(":")
     try:
@@ -130,7 +145,8 @@ for label, target in phases:
 t0 = time.perf_counter()
 rc = main(["apply", "-auto-approve"])
 t1 = time.perf_counter()
-json.dump({"rc": rc, "imports": t_imported - t_start, "main": t1 - t0, "phases": totals}, open(out, "w"))
+json.dump({"rc": rc, "imports": t_imported - t_start, "main": t1 - t0, "phases": totals, "spans": spans,
+           "end_wall": wall_start + t1 - t_start}, open(out, "w"))
 """
 
 
@@ -188,12 +204,65 @@ class Bench:
 
     def phases(self, applied: bool) -> dict[str, object]:
         out = self.tmp / f"phases-{self.copies}.json"
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         run([sys.executable, "-c", _PROFILE_CHILD, json.dumps(PHASES), str(out)], self.fresh(applied), self.env)
-        wall = time.perf_counter() - t0
+        wall, w1 = time.perf_counter() - t0, time.time()
         data: dict[str, object] = json.loads(out.read_text())
         data["wall"] = wall
+        data["timeline"] = tfaudit_timeline(data, w0, w1)
+        data["anchor_timeline"] = self.anchor_timeline(applied)
         return data
+
+    def anchor_timeline(self, applied: bool) -> dict[str, float]:
+        """`terraform apply -auto-approve -json`, its time split by its own events' timestamps."""
+        w0 = time.time()
+        res = subprocess.run([self.tf, "apply", "-auto-approve", "-input=false", "-json"], cwd=self.fresh(applied),
+                             env=self.env, capture_output=True, stdin=subprocess.DEVNULL)
+        w1 = time.time()
+        if res.returncode != 0:
+            raise SystemExit(f"terraform apply -json failed: {res.stderr.decode()[-2000:]}")
+        stamps: dict[str, float] = {}
+        for line in res.stdout.splitlines():
+            ev = json.loads(line)
+            when = datetime.fromisoformat(ev["@timestamp"].replace("Z", "+00:00")).timestamp()
+            if ev["type"] == "version":
+                stamps.setdefault("version", when)
+            elif ev["type"] == "change_summary":
+                stamps.setdefault(ev["changes"]["operation"], when)
+        v, p, a = stamps["version"], stamps["plan"], stamps["apply"]
+        return {"start": v - w0, "plan": p - v, "read the plan, gates, intent record": 0.0, "apply": a - p,
+                "closing": w1 - a, "total": w1 - w0}
+
+
+TIMELINE = ("start", "plan", "read the plan, gates, intent record", "apply", "closing", "total")
+TIMELINE_NOTES = {
+    "start": "interpreter, imports, session, state before, out-of-band check | process start, config",
+    "plan": "`terraform plan -out` | planning inside `terraform apply` (refresh included)",
+    "read the plan, gates, intent record": "`terraform show -json`, parsing, gates, journal, `run.started` | none",
+    "apply": "`terraform apply PLANFILE` (or nothing to apply) | applying",
+    "closing": "state after, records, signing, ledger, delivery, anchoring | state, outputs, exit",
+}
+
+
+def tfaudit_timeline(data: dict[str, object], w0: float, w1: float) -> dict[str, float]:
+    """tfaudit's run cut at its terraform plan and its apply step (wall clock, as the user waits)."""
+    spans: list[list[object]] = data["spans"]  # type: ignore[assignment]
+    plan = next(s for s in spans if s[0] == "plan")
+    step = next(s for s in spans if s[0] == "apply step")
+    p0, p1, a0, a1 = float(plan[1]), float(plan[2]), float(step[1]), float(step[2])  # type: ignore[arg-type]
+    return {"start": p0 - w0, "plan": p1 - p0, "read the plan, gates, intent record": a0 - p1, "apply": a1 - a0,
+            "closing": w1 - a1, "total": w1 - w0}
+
+
+def print_timeline(title: str, data: dict[str, object]) -> None:
+    ours: dict[str, float] = data["timeline"]  # type: ignore[assignment]
+    theirs: dict[str, float] = data["anchor_timeline"]  # type: ignore[assignment]
+    print(f"\n{title}: phase by phase, one `tfaudit apply` beside one `terraform apply -json` (wall clock)")
+    print("| phase | tfaudit | terraform | ratio | tfaudit does | terraform does |\n|---|---:|---:|---:|---|---|")
+    for name in TIMELINE:
+        a, b = ours[name], theirs[name]
+        ratio = f"{a / b:.2f}" if b > 0.0005 else ""
+        print(f"| {name} | {a:.3f} s | {b:.3f} s | {ratio} | {TIMELINE_NOTES.get(name, '|')} |")
 
 
 def print_phases(title: str, data: dict[str, object]) -> None:
@@ -240,6 +309,7 @@ def main() -> int:
         for case, n, p, w, ratio, target in rows:
             print(f"| {case} | {n:,} | {p:.2f} s | {w:.2f} s | {ratio:.3f} | {f'<= {target:.2f}' if target else ''} |")
     for title, data in profiles:
+        print_timeline(title, data)
         print_phases(title, data)
     missed = [r for r in rows if r[5] is not None and r[4] > r[5]]
     print("\ntargets met" if not missed else f"\nTARGETS MISSED: {len(missed)}", file=sys.stderr)

@@ -22,6 +22,7 @@ from tfaudit.parse.plan import Plan, ResourceChange, parse_plan, plan_checks
 from tfaudit.parse.state import State
 from tfaudit.redact import LineScrubber
 from tfaudit.run import gates, outcomes
+from tfaudit.run.noop import apply_events
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
@@ -46,6 +47,7 @@ class PlanStep:
     abs_path: Path
     saved: str | None  # the user's plan file argument, when there is one
     held: list[str] = field(default_factory=list)  # the plan's warnings, shown with the apply's (no prompt between)
+    diagnosed: bool = True  # the planning step showed a warning or an error (True: not known)
 
 
 def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
@@ -76,30 +78,34 @@ def _plan_step(run: RecordedRun, split: SplitArgs, saved: str | None, tmp: Path)
     plan_path = str(tmp / "tfaudit.tfplan")
     plan_args = (["-destroy"] if run.command == "destroy" else []) + split.plan
     held: list[str] = []
-    rc = _terraform_plan(run, [f"-out={plan_path}", *plan_args], split, held)
+    rc, diagnosed = _terraform_plan(run, [f"-out={plan_path}", *plan_args], split, held)
     if run.interrupted or rc != 0:
         return _record_unapplied(run, rc, reason="interrupted during plan" if run.interrupted
                                  else "terraform plan failed")
-    return PlanStep(plan_path, Path(plan_path), None, held)
+    return PlanStep(plan_path, Path(plan_path), None, held, diagnosed)
 
 
-def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: list[str]) -> int:
+def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: list[str]) -> tuple[int, bool]:
     """`terraform plan ARGS` for apply/destroy: its screen as `terraform apply` shows it (without the
     hint to apply tfaudit's temporary plan file; with no prompt to come, the plan's warnings are kept
-    back in `held`, shown with the apply's as terraform does), or with -json its event stream."""
+    back in `held`, shown with the apply's as terraform does), or with -json its event stream.
+    Returns the exit code and whether a warning or an error was shown."""
     tf, console = run.session.tf, run.session.console
     if not split.json:
         note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=split.auto_approve)
         rc = tf.run(["plan", *args], forwarder=run.fwd, saved_plan_note=note)
         if note.diagnostics:
             held.append(b"".join(note.diagnostics).decode("utf-8", "replace"))
-        return rc
+        return rc, note.diagnosed
+    diagnosed = False
 
     def passthrough(raw: bytes) -> None:
+        nonlocal diagnosed
+        diagnosed = diagnosed or b'"type":"diagnostic"' in raw
         console.out.write(raw.decode("utf-8", "replace"))
         console.out.flush()
 
-    return tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd)
+    return tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd), diagnosed
 
 
 def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
@@ -127,16 +133,21 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
         started["plan"]["recorded_by"] = gate.bound_to
     planned = [{**records.resource_body(ch, records.Outcome("planned"), session.redactor),
                 **gate.analysis.resource_findings(ch.address)} for ch in changes]
+    # nothing to apply (not even the state): terraform's events for it, without starting terraform again
+    noop = None if step.saved or run.command != "apply" else apply_events(
+        session.tf, plan, step.abs_path, split, diagnosed=step.diagnosed)
     with run.journaled(planned) as journal:
         run.append([started], applied=False)
         tracker = ApplyTracker()
-        rc = _stream_apply(run, split, step, tracker, journal.stream)
+        rc = _stream_apply(run, split, step, tracker, journal.stream, noop)
         return _finish(run, plan, changes, tracker, rc, gate.analysis)
 
 
-def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: ApplyTracker, journal: Path) -> int:
+def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: ApplyTracker, journal: Path,
+                  noop: list[bytes] | None = None) -> int:
     """terraform apply -json into the journal, which is followed: events tracked, rendered as terraform
-    would print them (or passed on with -json). terraform carries on if tfaudit dies."""
+    would print them (or passed on with -json). terraform carries on if tfaudit dies. `noop`: the
+    events of an apply that changes nothing (tfaudit.run.noop), shown instead of starting terraform."""
     console = run.session.console
     lines = LineScrubber(run.session.redactor)  # a private key printed over many lines is hidden whole
     renderer = StreamRenderer(console.out, console.err, run.session.redactor.scrub,
@@ -161,8 +172,13 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
     # With a saved plan there is no plan step: planning options go to apply, so terraform's own
     # error ("Can't set variables when applying a saved plan") reaches the user unchanged.
     apply_args = [*split.plan, *split.apply] if step.saved else split.apply
-    rc = run.session.tf.stream_journaled(["apply", "-json", *apply_args, step.path], journal, on_line,
-                                         forwarder=run.fwd, on_start=run.terraform_started)
+    if noop is not None:
+        for line in noop:
+            on_line(line)
+        rc = 0
+    else:
+        rc = run.session.tf.stream_journaled(["apply", "-json", *apply_args, step.path], journal, on_line,
+                                             forwarder=run.fwd, on_start=run.terraform_started)
     if held and split.auto_approve:
         console.out.write(held.pop())
         console.out.flush()

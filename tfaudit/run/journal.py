@@ -54,7 +54,7 @@ class Journal:
         tmp = self.meta_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(meta, f)
+            f.write(json.dumps(meta))  # json.dumps encodes in C; json.dump(meta, f) in Python, ~10x slower
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.meta_path)

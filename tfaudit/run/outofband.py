@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tfaudit import records
@@ -25,6 +24,7 @@ from tfaudit.logs import get_logger
 from tfaudit.parse.state import State, parse_state
 from tfaudit.schema import RecordType
 from tfaudit.terraform.binary import Terraform
+from tfaudit.terraform.localstate import local_path, read_local_state, recorded_backend
 from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import LedgerStore
 
@@ -43,23 +43,12 @@ def state_identity(tf: Terraform) -> str | None:
     """Which state this working directory's terraform reads and writes: the backend type and its
     location (local: the state file's absolute path; others: bucket, key, prefix, ...), so runs
     from two checkouts of one configuration find each other's records. None when unknown."""
-    data_dir = Path(tf.env.get("TF_DATA_DIR") or ".terraform")
-    data_dir = data_dir if data_dir.is_absolute() else tf.working_dir / data_dir
-    backend: Any = None
-    try:
-        backend = json.loads((data_dir / "terraform.tfstate").read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
-        backend = None
-    if not isinstance(backend, Mapping) or not isinstance(backend.get("type"), str):
-        backend = {"type": "local", "config": {}}  # no backend block: the default local state
-    config = backend.get("config") if isinstance(backend.get("config"), Mapping) else {}
-    if backend["type"] == "local":
-        workspace = tf.workspace()
-        if workspace == "default":
-            path = Path(str(config.get("path") or "terraform.tfstate"))
-        else:
-            path = Path(str(config.get("workspace_dir") or "terraform.tfstate.d")) / workspace / "terraform.tfstate"
-        return "local:" + str(path if path.is_absolute() else (tf.working_dir / path).resolve())
+    backend = recorded_backend(tf)
+    path = local_path(tf, backend)
+    if path is not None:
+        return "local:" + str(path)
+    assert backend is not None
+    config: Mapping[str, Any] = backend["config"] if isinstance(backend.get("config"), Mapping) else {}
     where = {k: config[k] for k in _LOCATION_KEYS if config.get(k) not in (None, "", [], {})}
     if not where:
         return None
@@ -68,13 +57,16 @@ def state_identity(tf: Terraform) -> str | None:
 
 def read_state(tf: Terraform) -> tuple[bool, State | None]:
     """(whether terraform could say what the state is, the state or None when there is none)."""
-    res = tf.capture(["state", "pull"])
-    if not res.ok:
-        return False, None
-    if not res.stdout.strip():
+    raw = read_local_state(tf)  # the local backend's file, when it is surely what `state pull` prints
+    if raw is None:
+        res = tf.capture(["state", "pull"])
+        if not res.ok:
+            return False, None
+        raw = res.stdout
+    if not raw.strip():
         return True, None
     try:
-        return True, parse_state(res.stdout, source="terraform state pull")
+        return True, parse_state(raw, source="terraform state pull")
     except Exception as e:  # noqa: BLE001 - an unreadable state must not stop the audited command
         log.warning("state.unreadable", error=str(e)[:200])
         return False, None

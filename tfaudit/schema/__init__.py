@@ -35,9 +35,13 @@ class RecordType(StrEnum):
 
 
 @cache
+def _schema_text() -> str:
+    return resources.files(__package__).joinpath("record.schema.json").read_text("utf-8")
+
+
+@cache
 def record_schema() -> dict[str, Any]:
-    text = resources.files(__package__).joinpath("record.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(_schema_text())
     return schema
 
 
@@ -52,9 +56,9 @@ def _validator() -> Any:
 
 @cache
 def _fast_validator() -> Callable[[Any], Any]:
-    import fastjsonschema
+    from tfaudit.schema.compiled import fast_validator
 
-    return fastjsonschema.compile(record_schema(), use_default=False, use_formats=False)
+    return fast_validator(record_schema(), _schema_text())
 
 
 def schema_errors(record: Mapping[str, Any]) -> list[str]:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tfaudit._bounded import MAX_KEY_BYTES, read_regular
 from tfaudit.errors import InputError, SigningKeyError, VerificationError
+from tfaudit.trail import canonjson
 
 ED25519 = "ed25519"
 ECDSA_P256_SHA256 = "ecdsa-p256-sha256"
@@ -46,8 +46,8 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def canonical(obj: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes."""
-    return rfc8785.dumps(obj)
+    """RFC 8785 canonical JSON bytes (tfaudit.trail.canonjson: rfc8785's output, in C when it can be)."""
+    return canonjson.dumps(obj)
 
 
 def signing_payload(record: Mapping[str, Any]) -> bytes:

@@ -39,6 +39,7 @@ class SavedPlanNote:
         self.hold_diagnostics = hold_diagnostics
         self.after_plan_line = False
         self.diagnostics: list[bytes] = []
+        self.diagnosed = False  # a warning or an error was shown (or held)
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -61,6 +62,8 @@ class SavedPlanNote:
                 self.dropping = 0
             return b""
         visible = _ANSI.sub(b"", line).strip()
+        if visible.lstrip("│ ".encode()).startswith((b"Warning:", b"Error:")):
+            self.diagnosed = True
         rule = bool(visible) and not visible.strip(_RULE)
         colour_only = not visible and bool(line.strip())  # terraform opens its rule with a colour line
         if self.drop_rule and (rule or (not visible and (colour_only or self.held))):
