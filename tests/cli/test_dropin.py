@@ -203,6 +203,25 @@ def test_apply_json_without_approval_is_terraforms_error_at_once(pair: dict[str,
     assert not (pair["tfaudit"] / ".tfaudit").exists()
 
 
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+def test_apply_with_nothing_to_change_is_terraforms_screen(pair: dict[str, Any], color: bool) -> None:
+    """Nothing to apply: tfaudit shows terraform's ending itself (tfaudit.run.noop), the same screen."""
+    state = pair["tfaudit"] / "terraform.tfstate"
+    mtime = state.stat().st_mtime_ns
+    nc = [] if color else ["-no-color"]
+    for args in (["apply", "-auto-approve", *nc], ["apply", *nc]):  # no change: no prompt either way
+        tf, ta = _both(pair, args)
+        assert tf.returncode == 0 and "No changes." in tf.stdout and "Apply complete!" in tf.stdout
+        _assert_same_screen(tf, ta)
+    _assert_same_terminal(pair, ["apply", "-auto-approve", *nc])
+    tf, ta = _both(pair, ["apply", "-auto-approve", "-json"])
+    def events(text: str) -> Counter[str]:
+        return Counter(_UUID.sub("<ID>", re.sub(r'"@timestamp":"[^"]*"', "", line)) for line in text.splitlines())
+
+    assert events(ta.stdout) == events(tf.stdout)
+    assert state.stat().st_mtime_ns == mtime  # terraform never applied (it rewrites the state, unchanged)
+
+
 def test_what_terraform_refuses_is_refused_as_terraform_does_with_nothing_recorded(pair: dict[str, Any]) -> None:
     for args in (["apply", "-no-such-flag"], ["plan", "-help"], ["apply", "-help"], ["-chdir=nope", "apply"],
                  ["plan", "-var"]):

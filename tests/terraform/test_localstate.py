@@ -31,6 +31,8 @@ def _terraform(d: Path, env: dict[str, str], *, chdir: bool = False) -> Terrafor
 def test_the_default_local_state_reads_as_state_pull_prints_it(
         tf_workdir: Callable[[str], Path], base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     d = tf_workdir("noop")
+    monkeypatch.chdir(d)
+    assert read_local_state(_terraform(d, base_env)) == _tf(["state", "pull"], d, base_env) == b""  # none yet
     _tf(["apply", "-auto-approve"], d, base_env)
     pulled = _tf(["state", "pull"], d, base_env)
     monkeypatch.chdir(d.parent)

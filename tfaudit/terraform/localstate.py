@@ -13,7 +13,8 @@ the ledger's, so a different spelling would look like an out-of-band change):
   `terraform_version`, ending in "}\\n"): `state pull` re-encodes the state the same way and
   adds a newline.
 
-Anything else (another backend, no state file yet, an older terraform's file, a hand-written
+No state file in the default workspace reads as `state pull` prints it: nothing. Anything else
+(another backend, a workspace without a state file, an older terraform's file, a hand-written
 one) returns None, and the caller asks terraform.
 """
 
@@ -106,8 +107,11 @@ def read_local_state(tf: _Tf) -> bytes | None:
         return None
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        # no state yet: `state pull` prints nothing; in another workspace it may not exist at all
+        return b"" if tf.workspace() == "default" else None
     except OSError:
-        return None  # no state yet, or unreadable: terraform says which
+        return None  # unreadable: terraform says why
     head = b'{\n  "version": 4,\n  "terraform_version": "' + tf.version.encode() + b'",\n'
     if not data.startswith(head) or not data.endswith(b"\n}\n"):
         return None
