@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench_wrapper.py                    # 1,000 resources: create, and no change
     .venv/bin/python scripts/bench_wrapper.py --sizes 1000 5000 --repeat 3
     .venv/bin/python scripts/bench_wrapper.py --phases-only      # the phase profile alone
+    .venv/bin/python scripts/bench_wrapper.py --sizes 5000 --repeat 1 --no-change-sizes --no-phases
 
 One terraform config of N `terraform_data` resources (no provider needed), initialised
 once. Each measured run starts from a fresh copy of it, so both tools see the same state:
@@ -183,15 +184,17 @@ class Bench:
         (self.base / "main.tf").write_text(CONFIG)
         (self.base / "terraform.tfvars").write_text(f"n = {n}\n")
         subprocess.run([self.tf, "init", "-input=false"], cwd=self.base, env=self.env, check=True, capture_output=True)
-        self.applied = tmp / f"applied-{n}"
-        shutil.copytree(self.base, self.applied, symlinks=True)
-        run([*TFAUDIT, "apply", "-auto-approve"], self.applied, self.env)
+        self.applied: Path | None = None  # made when a no-change case needs it (at 5,000 it takes minutes)
         self.copies = 0
 
     def fresh(self, applied: bool) -> Path:
+        if applied and self.applied is None:
+            self.applied = self.tmp / f"applied-{self.n}"
+            shutil.copytree(self.base, self.applied, symlinks=True)
+            run([*TFAUDIT, "apply", "-auto-approve"], self.applied, self.env)
         self.copies += 1
         dest = self.tmp / f"w{self.n}-{self.copies}"
-        shutil.copytree(self.applied if applied else self.base, dest, symlinks=True)
+        shutil.copytree(self.applied if applied and self.applied else self.base, dest, symlinks=True)
         return dest
 
     def compare(self, applied: bool, repeat: int) -> tuple[list[float], list[float]]:
@@ -285,12 +288,14 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--phases-only", action="store_true")
+    ap.add_argument("--no-phases", action="store_true", help="the comparison alone (at 5,000 a profile takes minutes)")
     ap.add_argument("--no-change-sizes", type=int, nargs="*", default=None,
                     help="sizes for the no-change case (default: the same as --sizes)")
     args = ap.parse_args()
     targets = {("create", 1000): 1.03, ("create", 5000): 1.02, ("no change", 1000): 1.10}
     rows = []
     profiles = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tfaudit-bench-wrapper-") as tmpd:
         for n in args.sizes:
             bench = Bench(Path(tmpd), n)
@@ -303,11 +308,15 @@ def main() -> int:
                     rows.append((case, n, p, w, w / p, targets.get((case, n))))
                     print(f"{case} {n}: terraform {[round(x, 2) for x in plain]}, tfaudit {[round(x, 2) for x in wrapped]}",
                           file=sys.stderr)
-                profiles.append((f"{case}, {n:,} resources", bench.phases(applied)))
+                if not args.no_phases:
+                    profiles.append((f"{case}, {n:,} resources", bench.phases(applied)))
     if rows:
         print("| case | resources | `terraform apply` | `tfaudit apply` | ratio | target |\n|---|---:|---:|---:|---:|---:|")
         for case, n, p, w, ratio, target in rows:
             print(f"| {case} | {n:,} | {p:.2f} s | {w:.2f} s | {ratio:.3f} | {f'<= {target:.2f}' if target else ''} |")
+    load_after = os.getloadavg()
+    print(f"\nload average (1, 5, 15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
+          f"after {', '.join(f'{x:.2f}' for x in load_after)}")
     for title, data in profiles:
         print_timeline(title, data)
         print_phases(title, data)
