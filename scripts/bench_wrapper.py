@@ -288,6 +288,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--phases-only", action="store_true")
+    ap.add_argument("--cases", nargs="+", choices=["create", "no-change"], default=["create", "no-change"])
     ap.add_argument("--no-phases", action="store_true", help="the comparison alone (at 5,000 a profile takes minutes)")
     ap.add_argument("--no-change-sizes", type=int, nargs="*", default=None,
                     help="sizes for the no-change case (default: the same as --sizes)")
@@ -301,6 +302,8 @@ def main() -> int:
             bench = Bench(Path(tmpd), n)
             for case, applied in (("create", False), ("no change", True)):
                 if case == "no change" and args.no_change_sizes is not None and n not in args.no_change_sizes:
+                    continue
+                if case.replace(" ", "-") not in args.cases:
                     continue
                 if not args.phases_only:
                     plain, wrapped = bench.compare(applied, args.repeat)
