@@ -119,7 +119,9 @@ def test_apply_succeeds_and_the_kms_signed_ledger_verifies(applied: dict[str, An
     assert [r["type"] for r in recs] == ["run.started"] + ["resource.changed"] * 3 + ["run.finished"]
     assert {r["resource"]["address"] for r in recs if r["type"] == "resource.changed"} == \
         {"aws_s3_bucket.data", "aws_iam_role.deployer", "aws_security_group.web"}
-    assert all(r["signature"]["alg"] == "ecdsa-p256-sha256" and r["signature"]["kms_key"] for r in recs)
+    certs = [r["signature"]["cert"] for r in recs]  # version 3: batch keys certified by the KMS key
+    assert all(c["alg"] == "ecdsa-p256-sha256" and c["kms_key"] for c in certs)
+    assert len({json.dumps(c, sort_keys=True) for c in certs}) == 2  # run.started, then the rest: 2 Sign calls
     assert applied["key_res"].returncode == 0, applied["key_res"].stderr
     v = _verify(applied, applied["ledger"])
     assert v.returncode == 0 and "OK: 5 records in 1 runs verified" in v.stdout, v.stdout + v.stderr

@@ -77,11 +77,16 @@ def test_kms_signed_records_verify_offline_with_the_fetched_public_key(
         kms_digest_honoured: None, kms_key: str, env: dict[str, str], tmp_path: Path,
         run_tfaudit: Callable[..., CliResult]) -> None:
     signer = _signer(kms_key, env)
+    signs: list[str] = []
+    signer.client.meta.events.register("before-call.kms.Sign", lambda **_: signs.append("Sign"))
     ledger = tmp_path / "ledger.jsonl"
     appended = Ledger(ledger).append(run_records([("aws_s3_bucket.a", "create", "succeeded")]), signer)
+    assert signs == ["Sign"]  # one certificate for the batch's key, not one call per record
     sig = appended[0].record["signature"]
-    assert sig["alg"] == "ecdsa-p256-sha256" and sig["key_id"] == signer.key_id
-    assert sig["kms_key"] == signer.kms_key and sig["kms_key"]
+    assert sig["v"] == 3 and sig["alg"] == "ed25519"  # the batch key ...
+    cert = sig["cert"]  # ... certified by the KMS key
+    assert cert["alg"] == "ecdsa-p256-sha256" and cert["key_id"] == signer.key_id
+    assert cert["kms_key"] == signer.kms_key and cert["kms_key"]
 
     res = run_tfaudit("kms-pubkey", "--kms-key-id", kms_key, "--out", str(tmp_path / "kms.pub"), env=env)
     assert res.returncode == 0, res.output

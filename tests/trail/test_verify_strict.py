@@ -85,7 +85,8 @@ def _flip_padding_bits(rec: dict[str, Any]) -> None:
     ("alg", lambda r: r["signature"].update(alg="ecdsa-p256-sha256"), "signature.alg is 'ecdsa-p256-sha256'"),
     ("added kms_key", lambda r: r["signature"].update(kms_key="arn:aws:kms:eu-west-1:1:key/x"), "does not match"),
     ("unknown member", lambda r: r["signature"].update(note="hi"), "unknown member(s) note"),
-    ("version", lambda r: r["signature"].update(v=3), "unknown signature version 3"),
+    ("version", lambda r: r["signature"].update(v=4), "unknown signature version 4"),
+    ("version 3 without a certificate", lambda r: r["signature"].update(v=3), "version-3 signature lacks cert"),
     ("version removed", lambda r: r["signature"].pop("v"), "does not match"),
 ])
 def test_each_unsigned_byte_of_the_last_line_is_refused(ledger: tuple[Path, Path], cli: Cli, case: str,

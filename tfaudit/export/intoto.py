@@ -24,7 +24,7 @@ from tfaudit.errors import InputError, VerificationError
 from tfaudit.schema import RecordType
 from tfaudit.trail.jsonline import BadLine, decode_value, parse_line
 from tfaudit.trail.recordsig import SignatureProblem, verify_record
-from tfaudit.trail.signing import Signer, Verifier, canonical
+from tfaudit.trail.signing import Signer, Verifier, canonical, signer_key_id
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -194,8 +194,7 @@ def _check_statement(payload: bytes, verifiers: Sequence[Verifier], ledger_lines
             verify_record(r, by_id)  # strict: version rules, canonical base64, alg bound to the key
         except SignatureProblem as e:
             if e.unknown_key:
-                sig = r.get("signature") or {}
-                raise VerificationError(f"record {r.get('id')}: signed by {sig.get('key_id')}, "
+                raise VerificationError(f"record {r.get('id')}: signed by {signer_key_id(r.get('signature') or {})}, "
                                         "not one of the given keys") from None
             what = "its signature does not match it (edited)" if "does not match" in e.message else e.message
             raise VerificationError(f"record {r.get('id')}: {what}") from None

@@ -173,7 +173,7 @@ def to_ocsf(record: Mapping[str, Any]) -> Mapping[str, Any]:
         "unmapped": {"tfaudit": {
             "type": record.get("type"), "workspace": run.get("workspace"), "working_dir": run.get("working_dir"),
             "run_id": run.get("id"), "plan_sha256": run.get("plan_sha256"), "seq": chain.get("seq"),
-            "prev": chain.get("prev"), "key_id": (record.get("signature") or {}).get("key_id"),
+            "prev": chain.get("prev"), "key_id": _signer_key_id(record.get("signature")),
             "findings": record.get("findings") or [],
         }},
     }
@@ -201,3 +201,11 @@ def _message(record: Mapping[str, Any], actor: Mapping[str, Any], operation: str
         planned = ", ".join(f"{v} {k}" for k, v in sorted(summary.items()) if v) or "no changes"
         return f"{who}: {operation} started ({planned} planned)"
     return f"{who}: {operation} ({status or 'recorded'})"
+
+
+def _signer_key_id(sig: Any) -> Any:
+    """The key a record answers to: a version-3 record's certifying key (its own key signs one batch)."""
+    if not isinstance(sig, Mapping):
+        return None
+    cert = sig.get("cert")
+    return cert.get("key_id") if sig.get("v") == 3 and isinstance(cert, Mapping) else sig.get("key_id")

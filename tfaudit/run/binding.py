@@ -98,18 +98,17 @@ def lookup(ledger: LedgerStore, plan_sha256: str, plan_file: Path, signer: Signe
 
 def _signed_by(rec: Mapping[str, Any], signer: Signer) -> bool:
     """The record carries our key id and, where we hold the key, a signature that checks."""
-    sig = _obj(rec, "signature")
-    if sig.get("key_id") != signer.key_id:
+    from tfaudit.trail.recordsig import verify_record
+    from tfaudit.trail.signing import Verifier, signer_key_id
+
+    if signer_key_id(_obj(rec, "signature")) != signer.key_id:
         return False
     key = getattr(signer, "private_key", None)
-    public = getattr(key, "public_key", None)
+    public = key.public_key() if key is not None else getattr(signer, "public_key", None)  # KMS: the fetched key
     if public is None:
-        return True  # e.g. a KMS signer: the key id is what we can check locally
-    from tfaudit.trail.recordsig import verify_record
-    from tfaudit.trail.signing import Verifier
-
+        return True  # a signer without a public key at hand: the key id is what we can check locally
     try:
-        verify_record(rec, {signer.key_id: Verifier(public(), signer.key_id, "signing key")})
+        verify_record(rec, {signer.key_id: Verifier(public, signer.key_id, "signing key")})
     except (VerificationError, ValueError):
         return False
     return True

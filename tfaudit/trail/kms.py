@@ -1,11 +1,13 @@
-"""Records signed by an asymmetric AWS KMS key (ECC_NIST_P256, ECDSA_SHA_256).
+"""Records signed under an asymmetric AWS KMS key (ECC_NIST_P256, ECDSA_SHA_256).
 
 Configured with `signing { signer = "kms"  kms_key_id = "alias/audit" }` (plus optional
 `region`, `profile`, `endpoint_url`). The private key never leaves KMS: tfaudit hashes
-the record's canonical bytes with SHA-256 and asks KMS to sign that digest
-(`MessageType=DIGEST`), so records of any size can be signed. The result is a DER ECDSA
-signature that anyone holding the public key verifies offline, exactly as
-`tfaudit verify` does for `ecdsa-p256-sha256`.
+the canonical bytes with SHA-256 and asks KMS to sign that digest (`MessageType=DIGEST`).
+The result is a DER ECDSA signature that anyone holding the public key verifies offline.
+
+What KMS signs is one certificate per append batch (`certifies_batches`, see
+tfaudit.trail.certsig): the records themselves are signed by the batch's Ed25519 key, so a
+run costs one `Sign` call per append, not one per record.
 
 The public key is fetched once (`GetPublicKey`) and cached under
 `$XDG_CACHE_HOME/tfaudit/kms/`. Every signature KMS returns is checked against it before
@@ -88,6 +90,7 @@ class KmsSigner:
     """A Signer (see tfaudit.trail.signing) whose private key stays in AWS KMS."""
 
     algorithm = ECDSA_P256_SHA256
+    certifies_batches = True  # records are signed by a batch key this key certifies (tfaudit.trail.certsig)
 
     def __init__(self, client: Any, key_ref: str, public_key: ec.EllipticCurvePublicKey, key_arn: str,
                  refresh: Any = None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from tfaudit.errors import InputError, LedgerError, LedgerNotFound
 from tfaudit.schema import validate_record
 from tfaudit.trail import filelines
+from tfaudit.trail.certsig import for_batch
 from tfaudit.trail.jsonline import MAX_LINE_BYTES
 from tfaudit.trail.repair import TornTail, digest, quarantine_path
 from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
@@ -28,8 +29,10 @@ from tfaudit.trail.store import Appended, Tail, parsed_records
 
 
 def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer) -> list[Appended]:
-    """Chain records onto `tail`, sign and validate each: what every store appends."""
+    """Chain records onto `tail`, sign and validate each: what every store appends. A signer that
+    certifies batches (AWS KMS) is called once here, for the batch key's certificate."""
     seq, prev = tail.seq, tail.digest
+    signer = for_batch(signer, seq + 1, seq + len(records), prev) if records else signer
     out: list[Appended] = []
     for rec in records:
         seq += 1

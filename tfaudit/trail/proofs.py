@@ -22,7 +22,7 @@ from typing import Any
 from tfaudit.trail import merkle
 from tfaudit.trail.checkpoints import Checkpoint, open_checkpoint
 from tfaudit.errors import InputError, VerificationError
-from tfaudit.trail.signing import Verifier
+from tfaudit.trail.signing import Verifier, signer_key_id
 
 FORMAT = "tfaudit.proof/v1"
 HASH = "RFC 9162 SHA-256: leaf = SHA-256(0x00 || ledger line without newline), node = SHA-256(0x01 || left || right)"
@@ -156,7 +156,7 @@ def _record_signature(rec: Any, verifiers: Sequence[Verifier]) -> str:
         verifier, _ = verify_record(rec, {v.key_id: v for v in verifiers})
     except SignatureProblem as e:
         if e.unknown_key:
-            raise VerificationError(f"the included record is signed by key {rec['signature'].get('key_id')}, "
+            raise VerificationError(f"the included record is signed by key {signer_key_id(rec['signature'])}, "
                                     "not one of the given keys") from None
         if "does not match" in e.message:
             raise VerificationError("the included record's signature does not match it: the record was edited") from None

@@ -15,6 +15,10 @@ accepted, but only where that leaves no freedom: an Ed25519 key (no ECDSA mallea
 exactly the members `alg`, `key_id`, `value`, `alg` equal to "ed25519", canonical base64.
 Version-1 KMS records (which carried an unsigned `kms_key`) are refused: re-sign or keep
 the old verifier's report.
+
+Version 3 (`"v": 3`, written by the KMS signer) signs like version 2, but with an Ed25519 key
+made in memory for one append batch; `signature.cert` is that key's certificate, signed by
+the KMS key (tfaudit.trail.certsig): one KMS call per batch instead of one per record.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ from tfaudit.trail import canonjson
 ED25519 = "ed25519"
 ECDSA_P256_SHA256 = "ecdsa-p256-sha256"
 SIGNATURE_VERSION = 2
+CERTIFIED_VERSION = 3
 V2_FIELDS = frozenset({"alg", "key_id", "kms_key", "v", "value"})
+V3_FIELDS = frozenset({"alg", "cert", "key_id", "v", "value"})
+# a version-3 certificate: every member required but kms_key, all signed (but value) by the certifying key
+CERT_FIELDS = frozenset({"alg", "first_seq", "key_id", "kms_key", "last_seq", "prev", "pub", "purpose", "v", "value"})
+CERT_PURPOSE = "tfaudit.ledger-batch-key"
 V1_FIELDS = frozenset({"alg", "key_id", "value"})
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
@@ -57,6 +66,15 @@ def signing_payload(record: Mapping[str, Any]) -> bytes:
     if isinstance(sig, Mapping) and "v" in sig:
         return canonical({**record, "signature": {k: v for k, v in sig.items() if k != "value"}})
     return canonical({k: v for k, v in record.items() if k != "signature"})
+
+
+def signer_key_id(sig: Mapping[str, Any]) -> Any:
+    """The key a signature object answers to: its certificate's signer for version 3 (the batch key
+    is made for one batch), else its key_id."""
+    cert = sig.get("cert")
+    if sig.get("v") == CERTIFIED_VERSION and isinstance(cert, Mapping):
+        return cert.get("key_id")
+    return sig.get("key_id")
 
 
 def low_s(signature: bytes) -> bytes:
@@ -101,7 +119,10 @@ class Ed25519Signer:
 
 
 def signature_header(signer: Signer) -> dict[str, Any]:
-    """The signature object without its value: signed with the record (version 2)."""
+    """The signature object without its value: signed with the record (version 2, or 3 with a certificate)."""
+    cert = getattr(signer, "certificate", None)
+    if cert is not None:  # an append batch's key, certified by the configured signer (tfaudit.trail.certsig)
+        return {"alg": signer.algorithm, "cert": cert, "key_id": signer.key_id, "v": CERTIFIED_VERSION}
     head: dict[str, Any] = {"alg": signer.algorithm, "key_id": signer.key_id, "v": SIGNATURE_VERSION}
     kms_key = getattr(signer, "kms_key", None)
     if kms_key:  # which AWS KMS key made it
