@@ -292,3 +292,17 @@ def test_a_plan_recorded_under_the_kms_key_is_recognised_at_apply(kms: _KmsLike,
     assert not _signed_by(rec, _KmsLike())  # type: ignore[arg-type]
     rec["plan"]["sha256"] = "b" * 64  # edited: the certificate is ours, the signature no longer matches
     assert not _signed_by(rec, kms)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_line_written_is_the_canonical_form_of_the_signed_record(tmp_path: Path, version: int) -> None:
+    from tfaudit.trail.signing import generate_keypair, load_signer, seal_line
+
+    signer = certsig.issue(_KmsLike(), 1, 9, None) if version == 3 else load_signer(generate_keypair(tmp_path / "k")[0])
+    body = {"chain": {"prev": None, "seq": 1}, "id": "x", "z": {"nested": ["é", 1, None]}}
+    sealed, line = seal_line(body, signer)
+    assert sealed["signature"]["v"] == version and line == canonical(sealed)
+    # the signature's bytes also appear elsewhere in the record: still the canonical form
+    head = {k: v for k, v in sealed["signature"].items() if k != "value"}
+    sealed, line = seal_line({**body, "a": {"signature": head}}, signer)
+    assert line == canonical(sealed)

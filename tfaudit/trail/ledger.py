@@ -24,7 +24,7 @@ from tfaudit.trail import filelines
 from tfaudit.trail.certsig import for_batch
 from tfaudit.trail.jsonline import MAX_LINE_BYTES
 from tfaudit.trail.repair import TornTail, digest, quarantine_path
-from tfaudit.trail.signing import Signer, canonical, line_digest, sign_record
+from tfaudit.trail.signing import Signer, line_digest, seal_line
 from tfaudit.trail.store import Appended, Tail, parsed_records
 
 
@@ -38,9 +38,8 @@ def seal_batch(records: Sequence[Mapping[str, Any]], tail: Tail, signer: Signer)
         seq += 1
         body = {k: v for k, v in rec.items() if k not in ("chain", "signature")}
         body["chain"] = {"seq": seq, "prev": prev}
-        sealed = sign_record(body, signer)
+        sealed, line = seal_line(body, signer)
         validate_record(sealed)
-        line = canonical(sealed)
         if len(line) > MAX_LINE_BYTES:  # readers refuse longer lines: fail now, not at verify time
             raise LedgerError(f"a {sealed.get('type')} record is {len(line) // 2**20} MiB, over the "
                               f"{MAX_LINE_BYTES // 2**20} MiB a ledger line may hold",

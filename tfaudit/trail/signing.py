@@ -131,17 +131,30 @@ def signature_header(signer: Signer) -> dict[str, Any]:
 
 
 def sign_record(record: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
+    return seal_line(record, signer)[0]
+
+
+def seal_line(record: Mapping[str, Any], signer: Signer) -> tuple[dict[str, Any], bytes]:
+    """The signed record and its ledger line (RFC 8785). The line is the signed payload with the
+    value spliced into the signature object (it is the payload's last member), which saves
+    canonicalizing the record a second time."""
     body = {k: v for k, v in record.items() if k != "signature"}
     for _ in range(2):  # a KMS signer that finds its cached key stale refreshes it while signing
         head = signature_header(signer)
-        sig = signer.sign(canonical({**body, "signature": head}))
+        payload = canonical({**body, "signature": head})
+        sig = signer.sign(payload)
         if signature_header(signer) == head:
             break
     else:
         raise SigningKeyError("the signing key changed twice while signing one record", hint="run again")
     if signer.algorithm == ECDSA_P256_SHA256:
         sig = low_s(sig)
-    return {**body, "signature": {**head, "value": base64.b64encode(sig).decode("ascii")}}
+    value = base64.b64encode(sig).decode("ascii")
+    sealed = {**body, "signature": {**head, "value": value}}
+    member = b'"signature":' + canonical(head)
+    if payload.count(member) != 1:  # the same bytes elsewhere in the record: serialize it whole
+        return sealed, canonical(sealed)
+    return sealed, payload.replace(member, member[:-1] + b',"value":"' + value.encode("ascii") + b'"}')
 
 
 # --- keys on disk --------------------------------------------------------------------
