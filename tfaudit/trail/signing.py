@@ -135,13 +135,17 @@ def sign_record(record: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
 
 
 def seal_line(record: Mapping[str, Any], signer: Signer) -> tuple[dict[str, Any], bytes]:
-    """The signed record and its ledger line (RFC 8785). The line is the signed payload with the
-    value spliced into the signature object (it is the payload's last member), which saves
-    canonicalizing the record a second time."""
+    """The signed record and its ledger line (RFC 8785), from one canonicalization of the record:
+    the signature object's bytes are spliced in where a placeholder sorts (the same place), first
+    without the value (the payload), then with it (the line; `value` is the object's last member)."""
     body = {k: v for k, v in record.items() if k != "signature"}
+    skeleton = canonical({**body, "signature": 0})
+    spliceable = skeleton.count(_PLACEHOLDER) == 1  # else the same bytes occur elsewhere in the record
     for _ in range(2):  # a KMS signer that finds its cached key stale refreshes it while signing
         head = signature_header(signer)
-        payload = canonical({**body, "signature": head})
+        head_bytes = _canonical_head(head)
+        payload = (skeleton.replace(_PLACEHOLDER, b'"signature":' + head_bytes) if spliceable
+                   else canonical({**body, "signature": head}))
         sig = signer.sign(payload)
         if signature_header(signer) == head:
             break
@@ -151,10 +155,24 @@ def seal_line(record: Mapping[str, Any], signer: Signer) -> tuple[dict[str, Any]
         sig = low_s(sig)
     value = base64.b64encode(sig).decode("ascii")
     sealed = {**body, "signature": {**head, "value": value}}
-    member = b'"signature":' + canonical(head)
-    if payload.count(member) != 1:  # the same bytes elsewhere in the record: serialize it whole
+    if not spliceable:
         return sealed, canonical(sealed)
-    return sealed, payload.replace(member, member[:-1] + b',"value":"' + value.encode("ascii") + b'"}')
+    signed = b'"signature":' + head_bytes[:-1] + b',"value":"' + value.encode("ascii") + b'"}'
+    return sealed, skeleton.replace(_PLACEHOLDER, signed)
+
+
+_PLACEHOLDER = b'"signature":0'
+_last_head: tuple[dict[str, Any] | None, bytes] = (None, b"")
+
+
+def _canonical_head(head: dict[str, Any]) -> bytes:
+    """canonical(head), remembered for the last head: a batch's records share theirs (and its certificate)."""
+    global _last_head
+    known, data = _last_head
+    if known != head:
+        data = canonical(head)
+        _last_head = (head, data)
+    return data
 
 
 # --- keys on disk --------------------------------------------------------------------
