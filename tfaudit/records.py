@@ -185,16 +185,19 @@ def action_word(actions: Sequence[str]) -> str:
     return acts[0] if len(acts) == 1 else "-".join(acts)
 
 
+def change_word(ch: Any) -> str:
+    """A change's action word (create, update, delete, replace, import, move, forget, ...)."""
+    word = action_word(ch.actions)
+    if word == "no-op" and getattr(ch, "importing", None):
+        return "import"
+    if word == "no-op" and getattr(ch, "previous_address", None):
+        return "move"
+    return word
+
+
 def summarize_changes(changes: Iterable[Any]) -> dict[str, int]:
     """Counts per action word (create, update, delete, replace, import, move, forget, ...)."""
-    counts: Counter[str] = Counter()
-    for ch in changes:
-        word = action_word(ch.actions)
-        if word == "no-op" and getattr(ch, "importing", None):
-            word = "import"
-        elif word == "no-op" and getattr(ch, "previous_address", None):
-            word = "move"
-        counts[word] += 1
+    counts = Counter(change_word(ch) for ch in changes)
     return dict(sorted(counts.items()))
 
 
@@ -214,20 +217,25 @@ def check_body(check: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
             "problems": [redactor.scrub(str(m)) for m in check["problems"]]}
 
 
-def plan_body(plan: Any, plan_sha256: str | None, redactor: Redactor) -> dict[str, Any]:
-    changes = [ch for ch in plan.resource_changes if is_recorded_change(ch)]
+def plan_body(plan: Any, plan_sha256: str | None, redactor: Redactor,
+              recorded: Iterable[Any] | None = None) -> dict[str, Any]:
+    """The run.started record's plan; `recorded`: the plan's changes that get a record, when known
+    (read once, one at a time: they may be decoded on demand)."""
+    changes = recorded if recorded is not None else (ch for ch in plan.resource_changes if is_recorded_change(ch))
     checks = [check_body(c, redactor) for c in plan_checks(plan)]
+    counts: Counter[str] = Counter()
+    entries: list[dict[str, Any]] = []
+    for ch in changes:
+        counts[change_word(ch)] += 1
+        entries.append({"address": ch.address, "actions": list(ch.actions), "action_reason": ch.action_reason,
+                        **({"previous_address": ch.previous_address} if ch.previous_address else {})})
     return {
         **({"checks": checks} if checks else {}),
         "sha256": plan_sha256,
         "format_version": plan.format_version,
         "errored": bool(plan.errored),
-        "summary": summarize_changes(changes),
-        "changes": [
-            {"address": ch.address, "actions": list(ch.actions), "action_reason": ch.action_reason,
-             **({"previous_address": ch.previous_address} if ch.previous_address else {})}
-            for ch in changes
-        ],
+        "summary": dict(sorted(counts.items())),
+        "changes": entries,
         "resource_drift": [
             {"address": d.address, "actions": list(d.actions),
              "changed_paths": changed_paths(d.before, d.after, d.after_unknown)[:MAX_CHANGED_PATHS]}
@@ -286,11 +294,17 @@ class Outcome:
     after_source: str = "plan"
 
 
-def learn_plan_secrets(plan: Any, redactor: Redactor) -> None:
-    """Teach the redactor every value terraform marks sensitive, before anything is rendered."""
-    for ch in (*plan.resource_changes, *plan.resource_drift):
-        redactor.learn_masked(ch.before, ch.before_sensitive)
-        redactor.learn_masked(ch.after, ch.after_sensitive)
+def learn_change_secrets(ch: Any, redactor: Redactor) -> None:
+    """Teach the redactor the values one resource change (or drift entry) marks sensitive."""
+    redactor.learn_masked(ch.before, ch.before_sensitive)
+    redactor.learn_masked(ch.after, ch.after_sensitive)
+
+
+def learn_plan_secrets(plan: Any, redactor: Redactor, *, changes: bool = True) -> None:
+    """Teach the redactor every value terraform marks sensitive, before anything is rendered
+    (changes=False: the resource changes were shown to learn_change_secrets as they were read)."""
+    for ch in (*(plan.resource_changes if changes else ()), *plan.resource_drift):
+        learn_change_secrets(ch, redactor)
     raw_vars = plan.raw.get("variables") if isinstance(plan.raw, Mapping) else None
     if isinstance(raw_vars, Mapping):
         for name in plan.sensitive_variables:

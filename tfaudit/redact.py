@@ -70,6 +70,8 @@ class Redactor:
     name_patterns: tuple[str, ...] = DEFAULT_NAME_PATTERNS
     value_patterns: tuple[str, ...] = DEFAULT_VALUE_PATTERNS
     _known: set[str] = field(default_factory=set, repr=False)
+    _longest_first: list[str] = field(default_factory=list, repr=False, compare=False)  # _known, longest first
+    _sorted_at: int = field(default=-1, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._name_re = re.compile("|".join(f"(?:{p})" for p in self.name_patterns), re.IGNORECASE)
@@ -115,7 +117,10 @@ class Redactor:
         """Remove known sensitive values and credential-shaped substrings from text."""
         if not text:
             return text
-        for secret in sorted(self._known, key=len, reverse=True):
+        if self._sorted_at != len(self._known):  # _known only grows: its size says when it changed
+            self._longest_first = sorted(self._known, key=len, reverse=True)
+            self._sorted_at = len(self._known)
+        for secret in self._longest_first:
             if secret in text:
                 text = text.replace(secret, SENSITIVE)
         return self._value_re.sub(REDACTED, text)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, CliResult
-from tfaudit.analysis import stream as stream_mod
+from tfaudit.parse import plan_stream as stream_mod
 from tfaudit.analysis.rules.catalog import RULES
 from tfaudit.analysis.engine import Analyzer, AnalysisReport, analyse_bytes, analyse_file, analyse_plan
 from tfaudit.analysis.formats import OutputFormat, render, sarif_document

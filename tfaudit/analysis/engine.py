@@ -245,7 +245,7 @@ def analyse_file(path: Path, analyzer: Analyzer) -> AnalysisReport:
 
 def analyse_stream(f: BinaryIO, analyzer: Analyzer, source: str, full: Any) -> AnalysisReport:
     """Stream the plan when it is a plain UTF-8 document; otherwise (or on any doubt) parse it whole."""
-    from tfaudit.analysis.stream import NotStreamable, stream_plan
+    from tfaudit.parse.plan_stream import NotStreamable, stream_plan
 
     report = AnalysisReport()
     # Streaming allocates millions of short-lived, acyclic containers: reference counting

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,7 +119,8 @@ class OutputChange:
 class Plan:
     format_version: str
     terraform_version: str | None
-    resource_changes: tuple[ResourceChange, ...]
+    # a tuple, or a tfaudit.parse.spool.ChangeSpool that decodes each change when asked
+    resource_changes: Sequence[ResourceChange]
     resource_drift: tuple[ResourceChange, ...]
     output_changes: tuple[OutputChange, ...]
     errored: bool
@@ -417,7 +418,7 @@ def plan_checks(plan: Plan) -> tuple[Mapping[str, Any], ...]:
     return tuple(out)
 
 
-# For streaming readers (tfaudit.analysis.stream) that decode a plan piece by piece.
+# For streaming readers (tfaudit.parse.plan_stream) that decode a plan piece by piece.
 def resource_change_from_json(obj: Any, where: str, source: str = "<plan>") -> ResourceChange:
     """One resource_changes/resource_drift element, validated exactly as parse_plan validates it."""
     return _resource_change(obj, where, source)

@@ -10,7 +10,7 @@ is durably in the ledger.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,9 @@ from tfaudit.parse.events import ApplyTracker, parse_event_line
 from tfaudit.parse.plan import Plan, ResourceChange, parse_plan, plan_checks
 from tfaudit.parse.state import State
 from tfaudit.redact import LineScrubber
+from tfaudit.run import changes as changes_mod
 from tfaudit.run import gates, outcomes
+from tfaudit.run.journal import journal_dir
 from tfaudit.run.noop import apply_events
 from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
@@ -110,13 +112,22 @@ def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: l
 
 def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
     session = run.session
-    plan = load_plan(session.tf, step.path)
+    spool_dir = journal_dir(session.local_dir)
+    spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    read = changes_mod.read_plan(session.tf.show_json(step.path), f"terraform show -json {step.path}",
+                                 session.redactor, spool_dir)
+    try:
+        return _apply_read(run, split, step, read)
+    finally:
+        read.close()
+
+
+def _apply_read(run: RecordedRun, split: SplitArgs, step: PlanStep, read: changes_mod.PlanRead) -> int:
+    session, plan, changes = run.session, read.plan, read.changes
     plan_sha = sha256_file(step.abs_path)
-    records.learn_plan_secrets(plan, session.redactor)
     run.info(plan_sha256=plan_sha, plan_file=str(step.saved) if step.saved else None)
-    changes = [ch for ch in plan.resource_changes if records.is_recorded_change(ch)]
     gate = gates.decide(session, plan, plan_sha, (step.saved, step.abs_path) if step.saved else None)
-    plan_body = records.plan_body(plan, plan_sha, session.redactor)
+    plan_body = records.plan_body(plan, plan_sha, session.redactor, changes)
     if gate.refusal is not None:
         _record_blocked(run, plan_body, gate.findings, gate.refusal, gate.reason or gate.refusal.message)
     has_changes = bool(changes) or any(o.actions != ("no-op",) for o in plan.output_changes)
@@ -131,13 +142,12 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
         started["findings"] = gate.findings
     if step.saved:
         started["plan"]["recorded_by"] = gate.bound_to
-    planned = [{**records.resource_body(ch, records.Outcome("planned"), session.redactor),
-                **gate.analysis.resource_findings(ch.address)} for ch in changes]
     # nothing to apply (not even the state): terraform's events for it, without starting terraform again
     noop = None if step.saved or run.command != "apply" else apply_events(
         session.tf, plan, step.abs_path, split, diagnosed=step.diagnosed)
-    with run.journaled(planned) as journal:
+    with run.journaled(changes_mod.planned_bodies(changes, session.redactor, gate.analysis)) as journal:
         run.append([started], applied=False)
+        del started, plan_body
         tracker = ApplyTracker()
         rc = _stream_apply(run, split, step, tracker, journal.stream, noop)
         return _finish(run, plan, changes, tracker, rc, gate.analysis)
@@ -194,28 +204,29 @@ def resource_outcomes(tracker: ApplyTracker, changes: Sequence[ResourceChange], 
 
 def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tracker: ApplyTracker, rc: int,
             analysis: gates.RunAnalysis) -> int:
-    """The closing records: one resource.changed per planned change, then run.finished."""
+    """The closing records: one resource.changed per planned change, then run.finished; made one at
+    a time as the ledger takes them (tfaudit.run.changes)."""
     session = run.session
     interrupted = run.interrupted
     state_after = load_state(session.tf)
-    results = resource_outcomes(tracker, changes, rc, interrupted, state_after)
-    recs: list[dict[str, Any]] = [
-        run.record(RecordType.RESOURCE_CHANGED, resource={**records.resource_body(ch, outcome, session.redactor),
-                                                 **analysis.resource_findings(ch.address)})
-        for ch, outcome in zip(changes, results)]
-    counts = outcomes.counts(results)
-    status = records.run_status(counts, rc, interrupted)
-    errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
-              for d in tracker.errors_without_address]
-    recs.append(run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
-        status=status, exit_code=rc, counts={k: v for k, v in counts.items() if v or k != "interrupted"},
-        state_before=run.state_before, state_after=state_after, errors=errors,
-        reason="interrupted by signal" if interrupted else None, duration_seconds=run.elapsed(),
-        failed_checks=[records.check_body(c, session.redactor) for c in
-                       outcomes.failed_checks(plan_checks(plan), state_after, tracker)])))
-    override = run.publish(recs, applied=True)
+    counts = outcomes.counts(())
+
+    def closing() -> Iterator[dict[str, Any]]:
+        yield from changes_mod.changed_records(run.record, changes, tracker, rc, interrupted, state_after,
+                                               session.redactor, analysis, counts)
+        errors = [{"summary": session.redactor.scrub(d.summary), "detail": session.redactor.scrub(d.detail)}
+                  for d in tracker.errors_without_address]
+        yield run.record(RecordType.RUN_FINISHED, outcome=records.outcome_body(
+            status=records.run_status(counts, rc, interrupted), exit_code=rc,
+            counts={k: v for k, v in counts.items() if v or k != "interrupted"},
+            state_before=run.state_before, state_after=state_after, errors=errors,
+            reason="interrupted by signal" if interrupted else None, duration_seconds=run.elapsed(),
+            failed_checks=[records.check_body(c, session.redactor) for c in
+                           outcomes.failed_checks(plan_checks(plan), state_after, tracker)]))
+
+    override = run.publish(closing(), applied=True)
     session.console.summary(
-        f"run {run.run_id[:8]} ({len(recs) + 1} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
+        f"run {run.run_id[:8]} ({len(changes) + 2} records: {', '.join(f'{n} {k}' for k, n in counts.items() if n)})"
         if changes else f"run {run.run_id[:8]} (no changes)", session.store.local_path or session.store.url)
     if interrupted:
         return int(ExitCode.INTERRUPTED)

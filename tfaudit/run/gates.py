@@ -75,13 +75,8 @@ def analyse_run(session: Session, plan: Plan) -> RunAnalysis:
     policy = Policy.from_config(session.config)
     analyzer = Analyzer(policy)
     report = analyse_plan(plan, analyzer, source="plan").finish(analyzer.policy_findings())
-    gate = report.gate(fail_on_for(session, policy))
     scrub = session.redactor.scrub
-    findings = finding_dicts(report.findings, scrub)
-    by_address: dict[str, list[dict[str, Any]]] = {}
-    for f, d in zip(report.findings, findings):
-        if f.address is not None:
-            by_address.setdefault(f.address, []).append(d)
+    analysis = run_analysis(report, report.gate(fail_on_for(session, policy)), scrub)
     for f in report.findings:
         if f.active and f.severity.rank >= 3:
             session.console.warn(f"tfaudit: {f.severity}: {f.rule}: {f.address or 'plan'}: {scrub(f.message)}")
@@ -90,6 +85,16 @@ def analyse_run(session: Session, plan: Plan) -> RunAnalysis:
         counts = ", ".join(f"{n} {s}" for s, n in report.severity_counts().items() if n)
         session.console.note(f"{active} finding{'s' if active != 1 else ''} ({counts}): "
                              "'tfaudit analyze PLAN' shows them all")
+    return analysis
+
+
+def run_analysis(report: AnalysisReport, gate: RiskGate, scrub: Any) -> RunAnalysis:
+    """The report's findings as recorded (redacted by scrub), and by resource address."""
+    findings = finding_dicts(report.findings, scrub)
+    by_address: dict[str, list[dict[str, Any]]] = {}
+    for f, d in zip(report.findings, findings):
+        if f.address is not None:
+            by_address.setdefault(f.address, []).append(d)
     return RunAnalysis(report, gate, findings, by_address)
 
 

@@ -3,8 +3,9 @@
 terraform writes its stream straight into `<ledger dir>/.tfaudit-journal/<run id>.jsonl`
 (tfaudit follows the file), and `<run id>.meta.json` holds what is needed to finish the
 run without the tfaudit process that started it: the run and actor as recorded in
-`run.started`, the planned changes (already redacted), the state before, and how to reach
-terraform. The tfaudit process running the apply holds a lock on `<run id>.lock`; a meta
+`run.started`, the state before, and how to reach terraform; `<run id>.changes.jsonl` the
+planned changes (already redacted), one per line, written once as they are built (a
+100,000-change plan's bodies are never all in memory, nor rewritten with the meta). The tfaudit process running the apply holds a lock on `<run id>.lock`; a meta
 file whose lock nobody holds belongs to a run whose tfaudit died (see tfaudit.run.recover). Both
 files are removed once the run's `run.finished` is in the ledger. The journal is
 terraform's own output, as it would print it: it is readable by the user only (0600) and
@@ -16,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,32 @@ class Journal:
     def lock_path(self) -> Path:
         return self.directory / f"{self.run_id}.lock"
 
+    @property
+    def changes_path(self) -> Path:
+        return self.directory / f"{self.run_id}.changes.jsonl"
+
+    def write_changes(self, bodies: Iterable[Mapping[str, Any]]) -> None:
+        """Write the planned resource bodies, one JSON line each, durably (before the meta names them)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.changes_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for body in bodies:
+                f.write(json.dumps(body))
+                f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def changes(self) -> Iterator[dict[str, Any]]:
+        """The planned resource bodies written by write_changes (none when the file is missing)."""
+        try:
+            f = self.changes_path.open(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
     def write_meta(self, meta: Mapping[str, Any]) -> None:
         """Write (or rewrite) the meta file atomically and durably."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -76,7 +103,7 @@ class Journal:
             yield from f
 
     def remove(self) -> None:
-        for p in (self.stream, self.meta_path, self.lock_path):
+        for p in (self.stream, self.changes_path, self.meta_path, self.lock_path):
             try:
                 p.unlink()
             except FileNotFoundError:

@@ -15,7 +15,7 @@ the state contradicts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,18 +297,24 @@ def _settle_by_state(sure: dict[str, list[Diagnostic]], maybe: dict[str, list[Di
 def resolve(changes: Sequence[ResourceChange], tracker: ApplyTracker, *, exit_code: int, interrupted: bool,
             state_after: State | None) -> list[Outcome]:
     """One outcome per planned change, in the same order."""
+    return [o for _, o in resolve_each(changes, tracker, exit_code=exit_code, interrupted=interrupted,
+                                       state_after=state_after)]
+
+
+def resolve_each(changes: Sequence[ResourceChange], tracker: ApplyTracker, *, exit_code: int, interrupted: bool,
+                 state_after: State | None) -> Iterator[tuple[ResourceChange, Outcome]]:
+    """Each planned change with its outcome, in order, one at a time (`changes` is read once, plus
+    once for each error whose snippet names a resource but not its instance)."""
     ops = _OpQueue(tracker)
     sure, maybe = _diagnostic_targets(changes, tracker.diagnostics)
     _settle_by_state(sure, maybe, state_after)
     objects = _index(state_after)
-    out: list[Outcome] = []
     for ch in changes:
         facts = _facts(ch, objects)
         phases = _phases(ch, ops, facts, exit_code, interrupted)
         named = [d for d in ops.outcome(ch.address).errors if not ch.deposed or d.address == ch.address]
         diags = [*named, *sure.get(ch.address, [])]
-        out.append(resolve_one(ch, phases, facts, diags, maybe.get(ch.address, []), exit_code, interrupted))
-    return out
+        yield ch, resolve_one(ch, phases, facts, diags, maybe.get(ch.address, []), exit_code, interrupted)
 
 
 _CHECK_CONTEXT = re.compile(r'^check "([^"]+)"$')
@@ -340,4 +346,4 @@ def counts(outcomes: Iterable[Outcome]) -> dict[str, int]:
     return found
 
 
-__all__ = ["counts", "failed_checks", "phase_actions", "resolve", "resolve_one", "unwrap_dynamic"]
+__all__ = ["counts", "failed_checks", "phase_actions", "resolve", "resolve_each", "resolve_one", "unwrap_dynamic"]

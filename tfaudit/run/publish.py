@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tfaudit.errors import LedgerError
 from tfaudit.run.session import Session
-from tfaudit.trail.store import Appended
+from tfaudit.trail.store import EachAppender
 
 
-def append(session: Session, recs: Sequence[Mapping[str, Any]], *, applied: bool) -> list[Appended]:
-    """Append to the ledger; a failure after terraform applied says so in its hint."""
+def append(session: Session, recs: Iterable[Mapping[str, Any]], *, applied: bool) -> None:
+    """Append to the ledger as one all-or-nothing batch (records made one at a time are sealed and
+    written as they come where the store can); a failure after terraform applied says so in its hint."""
+    store = session.store
     try:
-        return session.store.append(recs, session.signer)
+        if isinstance(store, EachAppender):
+            store.append_each(recs, session.signer)
+        else:
+            store.append(list(recs), session.signer)
     except LedgerError as e:
         if applied:
             e.hint = "terraform DID apply its changes; the ledger now lacks this run's records"
         raise
 
 
-def publish(session: Session, recs: Sequence[Mapping[str, Any]], *, applied: bool = False) -> int:
+def publish(session: Session, recs: Iterable[Mapping[str, Any]], *, applied: bool = False) -> int:
     """Append records durably, then deliver them to the sinks and anchor a checkpoint.
 
     Returns an exit-code override (0 = none): 4 when delivery or anchoring failed and the
     config says `on_failure = "fail"`. The ledger write itself raises on failure.
     """
-    if not recs:
+    if isinstance(recs, Sequence) and not recs:
         return 0
     append(session, recs, applied=applied)
     override = _deliver(session)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +69,7 @@ class RecordedRun:
         """A record of this run (its RunInfo must be fixed first, see `info`)."""
         return records.base_record(rtype, self.info(), self.session.actor, **body)
 
-    def publish(self, recs: Sequence[Mapping[str, Any]], *, applied: bool = False) -> int:
+    def publish(self, recs: Iterable[Mapping[str, Any]], *, applied: bool = False) -> int:
         return publish.publish(self.session, recs, applied=applied)
 
     def append(self, recs: Sequence[Mapping[str, Any]], *, applied: bool) -> None:
@@ -77,10 +77,11 @@ class RecordedRun:
         publish.append(self.session, recs, applied=applied)
 
     @contextmanager
-    def journaled(self, changes: Sequence[Mapping[str, Any]]) -> Iterator[Journal]:
+    def journaled(self, changes: Iterable[Mapping[str, Any]]) -> Iterator[Journal]:
         """Keep a journal of this apply (see tfaudit.run.journal) while the block runs.
 
-        `changes` are the planned resource.changed bodies (redacted), for recovery. The journal
+        `changes` are the planned resource.changed bodies (redacted), for recovery, written to the
+        journal one at a time as they come (never all held). The journal
         is removed when the block ends normally, or fails before terraform started; after
         that, a failure leaves it for recovery to finish the run.
         """
@@ -93,9 +94,10 @@ class RecordedRun:
             "run_id": self.run_id, "ledger": session.store.url, "tfaudit_pid": os.getpid(), "terraform_pid": None,
             "run": self.info().as_dict(), "actor": session.actor, "state_before": records.state_ref(self.state_before),
             "tf": {"path": tf.path, "tool": tf.tool, "version": tf.version, "chdir": str(tf.working_dir)},
-            "changes": [{"resource": dict(c)} for c in changes],
+            "changes_file": journal.changes_path.name,
         }
         try:
+            journal.write_changes(changes)
             journal.write_meta(self._meta)
             yield journal
         except BaseException:

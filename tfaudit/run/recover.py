@@ -161,7 +161,9 @@ def _from_journal(session: Session, journal: Journal, meta: Mapping[str, Any]) -
     clean = tracker.change_summary is not None and not errors
     run, actor = meta["run"], meta.get("actor") or {}
     exit_code = (1 if errors else 0) if tracker.change_summary is not None or errors else -1
-    bodies = [dict(change["resource"]) for change in meta.get("changes") or []]
+    # the planned bodies: in the journal's changes file, or (journals left by tfaudit before it) in the meta
+    bodies = ([dict(change["resource"]) for change in meta.get("changes") or []] if "changes" in meta
+              else list(journal.changes()))
     resolved = outcomes.resolve([_planned_change(b) for b in bodies], tracker, exit_code=max(exit_code, 0),
                                 interrupted=False, state_after=state_after)
     recs: list[dict[str, Any]] = []

@@ -147,6 +147,36 @@ class Ledger:
             write_whole(fd, self.path, size, b"".join(a.line + b"\n" for a in out))
             return out
 
+    def append_each(self, records: Iterable[Mapping[str, Any]], signer: Signer) -> Tail:
+        """As `append`, for records built one at a time (a big run's): each is sealed and written as it
+        comes, in groups of about GROUP_BYTES, under one lock and one fsync, and none is kept. All or
+        nothing as `append`: whatever fails (the write, the seal, or building a record) cuts the file
+        back. Readers never see the part written, since they read up to the size a shared lock gives."""
+        with self.locked() as fd:
+            size = os.fstat(fd).st_size
+            tail = self._read_tail(fd, size)
+            group: list[bytes] = []
+            pending = 0
+            try:
+                for rec in records:
+                    (sealed,) = seal_batch([rec], tail, signer)
+                    tail = Tail(sealed.seq, line_digest(sealed.line))
+                    group.append(sealed.line + b"\n")
+                    pending += len(sealed.line) + 1
+                    if pending >= GROUP_BYTES:
+                        _write_all(fd, b"".join(group))
+                        group, pending = [], 0
+                _write_all(fd, b"".join(group))
+                os.fsync(fd)
+            except BaseException as e:
+                _cut_back(fd, size)
+                if isinstance(e, OSError):
+                    raise LedgerError(f"cannot write the ledger {self.path}: {e.strerror}; the batch was not "
+                                      "written", hint="free disk space or fix permissions; the ledger is as it was "
+                                      "before this batch") from e
+                raise
+            return tail
+
     def cut_torn_tail(self, make_record: Callable[[TornTail, Tail], Mapping[str, Any]],
                       signer: Signer) -> tuple[TornTail, Appended] | None:
         """Move the bytes after the last newline into a quarantine file and append the record
@@ -290,6 +320,23 @@ class FileView:
         if seq is not None and self._tail.seq == seq:
             return seq + (1 if end < self.size else 0)
         return sum(1 for _ in filelines.forward(fd, 0, self.size))
+
+
+GROUP_BYTES = 1 << 20
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def _cut_back(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # the torn bytes stay: appends refuse them and 'tfaudit ledger repair' moves them aside
 
 
 def write_whole(fd: int, path: Path, size: int, data: bytes) -> None:

@@ -127,6 +127,16 @@ class LedgerStore(Protocol):
         ...
 
 
+@runtime_checkable
+class EachAppender(Protocol):
+    """A store that also appends a batch built one record at a time, keeping none of it (the file
+    store: a 100,000-change run's records are never all in memory)."""
+
+    def append_each(self, records: Iterable[Mapping[str, Any]], signer: Signer) -> Tail:
+        """As `LedgerStore.append`, reading `records` once; returns the new tail."""
+        ...
+
+
 def parsed_records(lines: Iterable[tuple[int, bytes]]) -> Iterator[dict[str, Any]]:
     """The records among (position, line) pairs, read by the strict line reader (tfaudit.trail.jsonline),
     skipping lines that are not strict JSON objects (verify reports them): no line can crash a reader."""

@@ -54,7 +54,7 @@ class NotStreamable(Exception):
 
 
 class _Reader:
-    __slots__ = ("_f", "_dec", "buf", "pos", "eof")
+    __slots__ = ("_f", "_dec", "buf", "pos", "eof", "begin")
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
@@ -62,6 +62,7 @@ class _Reader:
         self.buf = ""
         self.pos = 0
         self.eof = False
+        self.begin = 0  # where in buf the value last decoded by value() begins
 
     def start(self) -> None:
         head = self._f.read(4)
@@ -127,6 +128,7 @@ class _Reader:
                 # A number or literal at the window's edge may continue in the next read.
                 if self.more():
                     continue
+            self.begin = self.pos
             self.pos = end
             return v
 
@@ -167,8 +169,9 @@ class _Reader:
             if c != ",":
                 raise NotStreamable("expected ',' or ']'")
 
-    def each_value(self, sink: Callable[[Any], None]) -> None:
-        """Decode the array at the cursor element by element, handing each to sink.
+    def each_value(self, sink: Callable[[Any], None], text_sink: Callable[[str], None] | None = None) -> None:
+        """Decode the array at the cursor element by element, handing each to sink (and,
+        with text_sink, its JSON text exactly as in the file, first).
 
         The loop is `elements()` + `value()` with their common case inlined: this runs
         once per resource in every big section of the plan.
@@ -194,7 +197,9 @@ class _Reader:
                         end = -1  # may continue past the window: take the careful path
             if end < 0:
                 v = self.value()
-                buf, end = self.buf, self.pos
+                buf, pos, end = self.buf, self.begin, self.pos
+            if text_sink is not None:
+                text_sink(buf[pos:end])
             sink(v)
             if end < len(buf):
                 c = buf[end]
@@ -231,11 +236,32 @@ class _Reader:
             self.value()
 
 
+def _configuration(r: _Reader) -> dict[str, Any]:
+    """Step over `configuration`, keeping only the root module's variable declarations (which
+    say what is `sensitive`; the plan's `sensitive_variables` come from them)."""
+    kept: dict[str, Any] = {}
+    for key in r.members():
+        if key != "root_module" or r.peek() != "{":
+            r.skip(key)
+            continue
+        root: dict[str, Any] = {}
+        for member in r.members():
+            if member == "variables":
+                root[member] = r.value()
+            else:
+                r.skip(member)
+        kept[key] = root
+    return kept
+
+
 def stream_plan(f: BinaryIO, source: str, on_change: Callable[[ResourceChange], None],
-                on_drift: Callable[[ResourceChange], None]) -> Plan:
+                on_drift: Callable[[ResourceChange], None],
+                on_change_text: Callable[[str], None] | None = None) -> Plan:
     """Feed every resource change and drift entry to the callbacks; returns the plan's shell.
 
-    The shell is the plan without its resource changes (validated like parse_plan would).
+    on_change_text, when given, gets each resource change's JSON text (as in the file) just
+    before on_change gets the change. The shell is the plan without its resource changes
+    (validated like parse_plan would).
     Raises NotStreamable when the file must be read by the full parser instead; callers
     must then discard whatever the callbacks collected.
     """
@@ -264,8 +290,10 @@ def stream_plan(f: BinaryIO, source: str, on_change: Callable[[ResourceChange], 
                 index[0] += 1
                 callback(ch)
 
-            r.each_value(handle)
+            r.each_value(handle, on_change_text if key == "resource_changes" else None)
             counts[key] = index[0]
+        elif key == "configuration" and r.peek() == "{":
+            shell[key] = _configuration(r)
         elif key in SKIPPED:
             r.skip(key)
             shell[key] = _PLACEHOLDER[key]
