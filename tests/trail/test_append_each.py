@@ -63,3 +63,30 @@ def test_a_failure_while_records_are_made_leaves_the_ledger_byte_identical(tmp_p
         ledger.append_each(made(), signer)
     assert ledger.path.read_bytes() == before
     assert len(read_lines(ledger.path)) == len(before.splitlines())
+
+
+
+class _Certifying:
+    """The file key as a signer that certifies batches, as the KMS signer does; counts its signatures."""
+
+    certifies_batches = True
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.algorithm, self.key_id, self.calls = inner, inner.algorithm, inner.key_id, 0
+
+    def sign(self, payload: bytes) -> bytes:
+        self.calls += 1
+        return bytes(self.inner.sign(payload))
+
+
+def test_a_signer_that_certifies_batches_is_called_once_per_batch_not_per_record(tmp_path: Path, signer: Any,
+                                                                                monkeypatch) -> None:
+    monkeypatch.setattr(ledger_mod, "CERTIFIED_BATCH", 120)
+    kms = _Certifying(signer)
+    a, b = Ledger(tmp_path / "a.jsonl"), Ledger(tmp_path / "b.jsonl")
+    a.append(_run(300), kms)
+    assert kms.calls == 1
+    b.append_each(iter(_run(300)), kms)
+    assert kms.calls == 1 + 3  # batches of 120, 120 and 60
+    assert len(read_lines(b.path)) == 300
+    assert verify_ledger(b.path, [load_verifier(tmp_path / "k.pub")], jobs=1).ok
