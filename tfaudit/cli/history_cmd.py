@@ -48,10 +48,12 @@ def history_(
     if not changes:
         typer.echo(f"no recorded changes to {address}")
         return 0
+    shown: list[str] = []
+    say = shown.append  # one write at the end: thousands of echo calls cost more than the lines
     for c in changes:
         if c.out_of_band:
-            typer.echo(f"{c.time[:19].replace('T', ' ')}Z  OUTSIDE TFAUDIT in {c.workspace}: {c.action} {c.address}  "
-                       f"out_of_band  [seen by run {c.run_id[:8]}; who and which attributes: not recorded]")
+            say(f"{c.time[:19].replace('T', ' ')}Z  OUTSIDE TFAUDIT in {c.workspace}: {c.action} {c.address}  "
+                f"out_of_band  [seen by run {c.run_id[:8]}; who and which attributes: not recorded]")
             continue
         what = ", ".join(c.changed_paths[:6]) + (f" (+{len(c.changed_paths) - 6} more)" if len(c.changed_paths) > 6 else "")
         ci = c.actor_block.get("ci") if isinstance(c.actor_block.get("ci"), dict) else None
@@ -60,18 +62,19 @@ def history_(
                 f"{c.action} {c.address}  {c.status if c.status in _FINE else c.status.upper()}")
         if c.previous_address and c.previous_address != c.address:
             line += f"  (moved from {c.previous_address})"
-        typer.echo(line + f"  [run {c.run_id[:8]}]")
+        say(line + f"  [run {c.run_id[:8]}]")
         if what:
-            typer.echo(f"    changed: {what}")
+            say(f"    changed: {what}")
         if c.phases and (len(c.phases) > 1 or c.status not in _FINE):
-            typer.echo("    phases: " + ", ".join(f"{p.get('action')} {p.get('status')}" for p in c.phases))
+            say("    phases: " + ", ".join(f"{p.get('action')} {p.get('status')}" for p in c.phases))
         if c.error:
-            typer.echo(f"    error: {c.error.get('summary', '')}" +
-                       (f": {str(c.error.get('detail', '')).splitlines()[0][:200]}" if c.error.get("detail") else ""))
+            say(f"    error: {c.error.get('summary', '')}" +
+                (f": {str(c.error.get('detail', '')).splitlines()[0][:200]}" if c.error.get("detail") else ""))
         if values:
             for key in sorted(set(c.before or {}) | set(c.after or {})):
-                typer.echo(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}"
-                           + (f"  (planned {_short(c.planned_after[key])})" if key in c.planned_after else ""))
+                say(f"    {key}: {_short((c.before or {}).get(key))} -> {_short((c.after or {}).get(key))}"
+                    + (f"  (planned {_short(c.planned_after[key])})" if key in c.planned_after else ""))
+    typer.echo("\n".join(shown))
     n_runs = len({c.run_id for c in changes if not c.out_of_band})
     oob = sum(c.out_of_band for c in changes)
     typer.echo(f"{len(changes) - oob} change(s) in {n_runs} run(s); "

@@ -62,14 +62,17 @@ def log_(
     if tty and found:
         typer.secho(f"{'TIME':<21} {'ACTOR':<12} {'WORKSPACE':<10} {'COMMAND':<8} {'OUTCOME':<11} CHANGES  [RUN]",
                     bold=True)
+    lines = []
     for r in found:
         counts = ", ".join(f"{v} {k}" for k, v in sorted((r.counts or r.planned).items())) or "no changes"
         extra = f"  {len(r.findings)} finding(s)" if r.findings else ""
         status = f"{r.status:<11}"
         if tty:
             status = typer.style(status, fg=_COLOURS.get(r.status))
-        typer.echo(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
-                   f"{status} {counts}{extra}  [{r.run_id[:8]}]")
+        lines.append(f"{r.time[:19].replace('T', ' ')}Z  {r.actor:<12} {r.workspace:<10} {r.command:<8} "
+                     f"{status} {counts}{extra}  [{r.run_id[:8]}]")
+    if lines:
+        typer.echo("\n".join(lines))  # one write: thousands of echo calls cost more than building the lines
     if not found:
         typer.echo("no runs recorded" if not any((since, until, actor, workspace, outcomes)) else "no runs match")
     return 0
