@@ -44,13 +44,15 @@ def _one_ledger(specs: Sequence[str | Path]) -> tuple[str, Ledger] | None:
 @contextlib.contextmanager
 def _no_gc_pauses() -> Iterator[None]:
     """Reading builds tens of thousands of records, none of them in a reference cycle: the cyclic
-    collector would only walk them again and again (about 40% of a warm `log`)."""
+    collector would only walk them again and again (about 40% of a warm `log`), and once more when
+    it is back on, unless they are frozen out of its reach first (they are still freed when dropped)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
+            gc.freeze()
             gc.enable()
 
 

@@ -313,19 +313,24 @@ def index_path(ledger: Path) -> Path:
     return ledger.with_name(f"{ledger.name}.runs")
 
 
-def runs_in_order(conn: sqlite3.Connection) -> Iterator[tuple[str, str, str, str, list[str]]]:
+def runs_in_order(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, list[str]]]:
     """(run, time, status, workspace, actor names) newest first, as the index holds them."""
-    for run, time, status, workspace, actors in conn.execute(
-            "SELECT run, time, status, workspace, actors FROM runs ORDER BY time DESC, run DESC"):
-        names = json.loads(actors)
-        yield run, time, status, workspace, names if isinstance(names, list) else []
+    rows = conn.execute("SELECT run, time, status, workspace, actors FROM runs ORDER BY time DESC, run DESC").fetchall()
+    try:  # one decode for every run's names (each is a JSON array the index wrote)
+        names = json.loads("[" + ",".join(str(r[4]) for r in rows) + "]")
+    except ValueError:
+        raise Untrusted("the index's actor names are not JSON") from None
+    if len(names) != len(rows) or not all(isinstance(n, list) for n in names):
+        raise Untrusted("the index's actor names are not lists")
+    return [(run, time, status, workspace, n) for (run, time, status, workspace, _), n in zip(rows, names)]
 
 
 def summaries(conn: sqlite3.Connection, view: FileView, source: str, runs: Sequence[str]) -> dict[str, RunSummary]:
     """These runs' summaries, built from their records as read back from the ledger."""
     by_id: dict[str, RunSummary] = {}
+    wanted = set(runs)
     for rec in read_back(view, needed_lines(conn, runs)):
-        if _obj(rec, "run").get("id") not in runs:
+        if _obj(rec, "run").get("id") not in wanted:
             raise Untrusted("a record the index lists belongs to another run")
         add_record(by_id, source, rec)
     return by_id
