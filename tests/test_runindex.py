@@ -169,6 +169,7 @@ def _tamper(index: Path, sql: str) -> None:
 
 TAMPERING = [
     "UPDATE runs SET status = 'succeeded' WHERE status = 'failed'",  # a failure made a success
+    "UPDATE runs SET time = '2000-01-01T00:00:00Z' WHERE status = 'failed'",  # the newest run made the oldest
     "UPDATE lines SET digest = zeroblob(32) WHERE pos = (SELECT MAX(pos) FROM lines)",
     "UPDATE lines SET off = off + 1",
     "UPDATE changes SET pos = (SELECT MIN(pos) FROM lines) WHERE address = 'terraform_data.cache'",
