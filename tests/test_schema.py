@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from tfaudit import records
 from tfaudit.trail.ledger import Ledger
-from tfaudit.schema import _fast_validator, record_schema, schema_errors
+from tfaudit.schema import _fast_validator, _rs_validator, line_schema_errors, record_schema, schema_errors
 from tfaudit.trail.signing import load_signer
 
 
@@ -92,6 +92,31 @@ def test_fast_path_never_accepts_what_the_reference_rejects(valid_records: list[
                 _fast_validator()(json.loads(json.dumps(mutated)))
             assert schema_errors(mutated), label
     assert checked > 300  # the mutations really exercised the schema
+
+
+def test_verify_fast_path_never_accepts_what_the_reference_rejects(valid_records: list[dict[str, Any]]) -> None:
+    """jsonschema-rs, which verify asks first (line_schema_errors), on the same mutations."""
+    reference = Draft202012Validator(record_schema())
+    checked = 0
+    for rec in valid_records:
+        assert _rs_validator()(rec) and line_schema_errors(rec) == []
+        for label, mutated in _mutations(rec):
+            if reference.is_valid(mutated):
+                continue
+            checked += 1
+            assert not _rs_validator()(json.loads(json.dumps(mutated))), label
+            assert line_schema_errors(mutated) == schema_errors(mutated), label
+    assert checked > 300
+
+
+def test_where_verify_fast_path_is_stricter_the_others_decide(valid_records: list[dict[str, Any]]) -> None:
+    """jsonschema-rs's `$` does not match before a final newline; Python's (the reference's) does:
+    jsonschema-rs says "not clearly valid" and the other two give the verdict."""
+    rec = copy.deepcopy(valid_records[0])
+    rec["run"]["id"] = "a" * 32 + "\n"
+    assert not _rs_validator()(rec)
+    assert Draft202012Validator(record_schema()).is_valid(rec)
+    assert line_schema_errors(rec) == schema_errors(rec) == []
 
 
 def test_schema_errors_explain_with_a_path(valid_records: list[dict[str, Any]]) -> None:

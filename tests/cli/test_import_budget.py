@@ -21,7 +21,7 @@ from tfaudit.cli.app import app
 # Costly libraries (each 0.05-0.3 s to import) that no command may load unless it needs them.
 HEAVY = ("boto3", "botocore", "rich", "pydantic", "structlog", "jsonschema")
 # What `--help` and usage errors may not load either: the implementation behind the command.
-HELP_DENY = (*HEAVY, "cryptography", "fastjsonschema", "hcl2", "lark", "tfaudit.trail", "tfaudit.run",
+HELP_DENY = (*HEAVY, "cryptography", "fastjsonschema", "jsonschema_rs", "nacl", "hcl2", "lark", "tfaudit.trail", "tfaudit.run",
              "tfaudit.analysis", "tfaudit.parse", "tfaudit.sinks", "tfaudit.config", "tfaudit.redact")
 
 _CHILD = """
@@ -95,7 +95,7 @@ def test_analyze_imports_no_signing_no_logging_no_aws(tmp_path: Path) -> None:
     rc, modules = imported(tmp_path, "analyze", "--format", "json", str(plan))
     assert rc == 0
     assert "tfaudit.analysis.engine" in modules  # it did analyse
-    assert denied(modules, (*HEAVY, "cryptography", "fastjsonschema", "hcl2", "lark", "tfaudit.trail",
+    assert denied(modules, (*HEAVY, "cryptography", "fastjsonschema", "jsonschema_rs", "nacl", "hcl2", "lark", "tfaudit.trail",
                             "tfaudit.run", "tfaudit.sinks")) == []
 
 

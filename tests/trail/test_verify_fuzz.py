@@ -125,3 +125,38 @@ def test_10000_fuzzed_lines_never_crash_verify(base: tuple[list[bytes], Path, Pa
     MUTATED["lines"] = 0
     _fuzz(250, 40, readers=False)(base, capsys)
     assert MUTATED["lines"] >= 10_000
+
+
+def _strictly(line: bytes) -> tuple[str, str]:
+    """What the strict decoder alone makes of a line: its value written back, or its fault and message."""
+    import json
+
+    from tfaudit.trail.jsonline import BadLine, decode_with_floats
+
+    try:
+        return "value", json.dumps(decode_with_floats(line)[0], sort_keys=True, ensure_ascii=False)
+    except BadLine as e:
+        return e.fault.value, e.message
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None, print_blob=False,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large, HealthCheck.large_base_example])
+@given(data=st.data())
+def test_the_fast_decoder_reads_every_line_as_the_strict_one_does(base: tuple[list[bytes], Path, Path],
+                                                                  data: st.DataObject) -> None:
+    """orjson decodes most lines (tfaudit.trail.jsonline.decode_value): on each mutated line it gives
+    the strict decoder's value (ints stay ints, floats floats), or the strict decoder's own fault
+    and message."""
+    import json
+
+    from tfaudit.trail.jsonline import BadLine, decode_value
+
+    lines, _, _ = base
+    for line in data.draw(mutated_ledger(lines, 8)):
+        line = line.rstrip(b"\n")
+        try:
+            got = "value", json.dumps(decode_value(line), sort_keys=True, ensure_ascii=False)
+        except BadLine as e:
+            got = e.fault.value, e.message
+        assert got == _strictly(line), line[:200]

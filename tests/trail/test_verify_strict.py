@@ -268,7 +268,8 @@ def test_chain_only_checks_order_without_a_key(ledger: tuple[Path, Path], cli: C
 
 def test_parallel_and_single_process_reports_are_identical(tmp_path: Path) -> None:
     from tfaudit.trail.signing import load_verifier
-    from tfaudit.trail.verify import CHUNK_LINES, verify_ledger
+    from tfaudit.trail.verify import verify_ledger
+    from tfaudit.trail.workers import CHUNK_LINES
 
     priv, pub = generate_keypair(tmp_path / "key")
     signer = load_signer(priv)

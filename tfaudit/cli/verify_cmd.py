@@ -56,10 +56,10 @@ def verify(
     report = None
     if ledger is not None:
         from tfaudit.trail.store import open_existing
-        from tfaudit.ui.progress import TerminalProgress, tracked
+        from tfaudit.ui.progress import TerminalProgress
 
         with TerminalProgress("verifying") as progress:
-            report = verify_ledger(tracked(open_existing(ledger), progress), verifiers)
+            report = verify_ledger(open_existing(ledger), verifiers, progress=progress)
     shared = ledger is not None and report is not None and report.local_path is None
     if shared and dsse:
         raise UsageError(f"--dsse checks envelopes against a ledger file, not {ledger}",

@@ -17,13 +17,20 @@ if TYPE_CHECKING:
 def build_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,
                  progress: Progress | None = None, env: Mapping[str, str] | None = None
                  ) -> tuple[ReportModel, list[LedgerStatus]]:
-    """The report's content and each ledger's verification status (every file a folder holds)."""
+    """The report's content and each ledger's verification status (every file a folder holds).
+
+    The ledgers are verified in worker processes (tfaudit.trail.workers), driven from a thread,
+    while this process reads the runs: the two halves of the work overlap on the cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tfaudit.query import sources_for
     from tfaudit.report import model, verification
 
-    found = runs(sources, filters, progress, env)
     files = [name for name, _ in sources_for(list(sources), env)]
-    return model.build(found), verification.statuses(files, verifiers, progress)
+    with ThreadPoolExecutor(1, thread_name_prefix="tfaudit-verify") as pool:
+        checked = pool.submit(verification.statuses, files, verifiers, progress)
+        found = runs(sources, filters, progress, env)
+        return model.build(found), checked.result()
 
 
 def html_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filters: Filters | None = None,

@@ -22,13 +22,8 @@ class LedgerStatus:
 def ledger_status(source: str, verifiers: Sequence[Verifier], progress: Any = None) -> LedgerStatus:
     if source.startswith("s3://") or not Path(source).is_file():
         return LedgerStatus(source, "not checked", "not a local ledger file; run 'tfaudit verify' where it is")
-    store: Any = Path(source)
-    if progress is not None:  # the bar keeps moving through verification, to the end
-        from tfaudit.trail.store import open_store
-        from tfaudit.ui.progress import tracked
-
-        store = tracked(open_store(Path(source)), progress)
-    report = verify_ledger(store, verifiers, signatures=bool(verifiers))  # without a key: all but signatures
+    # without a key: all but signatures; the bar keeps moving through verification, to the end
+    report = verify_ledger(Path(source), verifiers, signatures=bool(verifiers), progress=progress)
     problems = report.problems
     lines = tuple(f"line {p.line}: {p.kind.value}: {p.message}" if p.line else f"{p.kind.value}: {p.message}"
                   for p in problems)

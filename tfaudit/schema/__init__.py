@@ -1,10 +1,13 @@
 """The record JSON Schema, shipped in the package and compiled once.
 
 Two validators read the same schema: fastjsonschema (the schema compiled to Python code,
-about 20x faster) answers "valid?" on the hot paths, writing and verifying every line;
-jsonschema, the reference implementation, is the authority whenever a record is not
-clearly valid and gives the error messages. tests/test_schema.py checks that the fast path
-never accepts what the reference rejects.
+about 20x faster) answers "valid?" when records are written; jsonschema, the reference
+implementation, is the authority whenever a record is not clearly valid and gives the error
+messages. verify, which checks every line of a ledger, asks jsonschema-rs (compiled Rust,
+about 6x faster again) first (`line_schema_errors`). tests/test_schema.py checks that neither
+fast path accepts what the reference rejects (where jsonschema-rs differs, it is the stricter:
+`\\d` is ASCII digits only, `$` does not match before a final newline; such a record goes on
+to the other two, which decide).
 """
 
 from __future__ import annotations
@@ -59,6 +62,32 @@ def _fast_validator() -> Callable[[Any], Any]:
     from tfaudit.schema.compiled import fast_validator
 
     return fast_validator(record_schema(), _schema_text())
+
+
+@cache
+def _rs_validator() -> Callable[[Any], bool]:
+    """`is_valid` of the schema compiled by jsonschema-rs (formats not checked, as fastjsonschema's; offline)."""
+    import jsonschema_rs
+
+    is_valid: Callable[[Any], bool] = jsonschema_rs.Draft202012Validator(
+        record_schema(), validate_formats=False, offline=True).is_valid
+    return is_valid
+
+
+def prepare_line_check() -> None:
+    """Compile verify's validator now (before forking workers that then share it)."""
+    _rs_validator()
+
+
+def line_schema_errors(record: Mapping[str, Any]) -> list[str]:
+    """schema_errors, for verify: jsonschema-rs answers "valid" for a clearly valid record (about 6 us
+    for a record here, against 35 us for fastjsonschema); any other goes to schema_errors."""
+    try:
+        if _rs_validator()(record):
+            return []
+    except (ValueError, TypeError, RecursionError):
+        pass  # a value it cannot take: the others decide
+    return schema_errors(record)
 
 
 def schema_errors(record: Mapping[str, Any]) -> list[str]:

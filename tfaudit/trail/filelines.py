@@ -132,7 +132,7 @@ def backward(fd: int, end: int) -> Iterator[bytes]:
     yield buf + suffix
 
 
-def _next_line_start(fd: int, pos: int, end: int) -> int:
+def next_line_start(fd: int, pos: int, end: int) -> int:
     """The offset of the first line that starts at or after `pos` (`end` when none does)."""
     if pos == 0:
         return 0
@@ -168,7 +168,7 @@ def seek_seq(fd: int, end: int, target: int) -> int | None:
     damaged ledger), so the caller counts lines from the start instead."""
     lo, hi = 0, end  # the answer lies in [lo, hi]; lines starting before lo have seq < target
     while hi - lo > 2 * PROBE:
-        mid = _next_line_start(fd, (lo + hi) // 2, hi)
+        mid = next_line_start(fd, (lo + hi) // 2, hi)
         if mid >= hi:
             hi = (lo + hi) // 2
             continue

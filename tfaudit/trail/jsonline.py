@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, BinaryIO
 
+import orjson
+
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a record is kilobytes; 16 MiB leaves room for huge resource values
 MAX_DEPTH = 128  # a record nests about 10 levels plus the resource's own values
 MAX_SAFE_INT = 2**53 - 1  # RFC 8785 / I-JSON: integers a double holds exactly
@@ -81,7 +83,8 @@ _DECODER = json.JSONDecoder(parse_float=_strict_float, parse_int=_strict_int, pa
 # Integers of up to 15 digits are always within range: lines without a longer digit run (the
 # usual case) are decoded with the C decoder's own integers, without a call per integer.
 _FAST_DECODER = json.JSONDecoder(parse_float=_strict_float, parse_constant=_bad_constant)
-_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 16  # found in the line with every digit made 0: a run of 16 digits (a regex costs 10x)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
@@ -111,7 +114,19 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 def decode_value(line: bytes) -> Any:
-    """Decode one strict JSON value from `line` (no newline), or raise BadLine."""
+    """Decode one strict JSON value from `line` (no newline), or raise BadLine.
+
+    orjson (about 2x faster) decodes lines on which it reads exactly what the strict decoder
+    reads: it refuses invalid UTF-8, lone surrogates, NaN, Infinity and out-of-range floats
+    itself; lines that nest too deep or hold a run of 16 digits (a possibly out-of-range
+    integer) never reach it. Whatever it refuses goes to the strict decoder, whose verdict and
+    message stand.
+    """
+    if len(line) <= MAX_LINE_BYTES and _LONG_DIGITS not in line.translate(_DIGITS_AS_ZERO) and not _too_deep(line):
+        try:
+            return orjson.loads(line)
+        except ValueError:  # orjson.JSONDecodeError
+            pass
     return decode_with_floats(line)[0]
 
 
@@ -127,7 +142,7 @@ def decode_with_floats(line: bytes) -> tuple[Any, tuple[str, ...]]:
         raise BadLine(LineFault.TOO_DEEP, f"JSON nests deeper than {MAX_DEPTH} levels")
     _floats_seen.clear()
     try:
-        decoder = _DECODER if _LONG_DIGITS.search(line) else _FAST_DECODER
+        decoder = _DECODER if _LONG_DIGITS in line.translate(_DIGITS_AS_ZERO) else _FAST_DECODER
         value, end = decoder.raw_decode(text, _skip_ws(text, 0))
     except BadLine:
         raise  # a number hook's own verdict
@@ -147,7 +162,12 @@ def decode_with_floats(line: bytes) -> tuple[Any, tuple[str, ...]]:
 
 def parse_line(line: bytes) -> dict[str, Any]:
     """One ledger line (with or without its newline) as a record object, or raise BadLine."""
-    return parse_record(line)[0]
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    value = decode_value(line)
+    if not isinstance(value, dict):
+        raise BadLine(LineFault.NOT_OBJECT, "line is JSON but not a record object")
+    return value
 
 
 def parse_record(line: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -160,14 +180,18 @@ def parse_record(line: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
     return value, floats
 
 
-def is_canonical(value: Any, line: bytes, floats: tuple[str, ...]) -> bool:
-    """Whether `line` (no newline) is the RFC 8785 form of `value`, decoded from it with `floats`.
+def is_canonical(value: Any, line: bytes, floats: tuple[str, ...] | None = None) -> bool:
+    """Whether `line` (no newline) is the RFC 8785 form of `value`, decoded from it with `floats`
+    (the float literals as written; None: read them from the line with the strict decoder).
 
     The standard library's sorted compact dump is RFC 8785 for ASCII keys, integers and
     strings (same escapes), about four times faster than the rfc8785 package; floats are
     checked one by one, and anything else is left to rfc8785 itself.
     """
     import rfc8785
+
+    if floats is None:
+        floats = decode_with_floats(line)[1]
 
     if line.isascii() and all(rfc8785.dumps(float(f)).decode() == f for f in floats):
         fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

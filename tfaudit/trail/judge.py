@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from tfaudit.schema import schema_errors
-from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, LineFault, is_canonical, parse_record
+from tfaudit.schema import RecordType, line_schema_errors
+from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, LineFault, is_canonical, parse_line
 from tfaudit.trail.recordsig import SignatureProblem, verify_record
 from tfaudit.trail.signing import Verifier
 
@@ -62,6 +62,32 @@ class Verdict(NamedTuple):
     run_id: str | None = None
     key_id: str | None = None  # the given key that verified its signature
     workspace: str | None = None  # run.workspace, for the per-workspace summary
+    repaired: dict[str, Any] | None = None  # a ledger.repaired record: its quarantine file is checked last
+
+
+class ChainRange(NamedTuple):
+    """What `judge_chain_range` found in a run of lines judged alone (line numbers from 1 within it).
+
+    The checks of its first record against the lines before the range are left to whoever joins
+    the ranges (tfaudit.trail.verify): `first` is (its line, seq, prev, digest of the line before it
+    within the range, or None at the range's first line)."""
+
+    lines: int
+    problems: list[tuple[int, ProblemKind, str]]
+    first: tuple[int, int, str | None, str | None] | None
+    records: int
+    record_problems: int  # problems on record lines (the per-workspace count)
+    last_record_line: int
+    last_seq: int | None
+    next_seq: int | None  # the seq the line after the range must have (None: no record in it)
+    last_digest: str | None
+
+
+def seq_problem(seq: Any, expected: int) -> str:
+    return f"chain.seq is {seq}, expected {expected} (a record was removed, added or reordered)"
+
+
+PREV_PROBLEM = "chain.prev does not match the previous line (a record before this one was removed, edited or reordered)"
 
 
 def _digest(line: bytes) -> str:
@@ -77,7 +103,7 @@ def judge_line(n: int, raw: bytes, by_id: Mapping[str, Verifier] | None) -> Verd
                                   "not read (the next line's chain.prev cannot be checked)"),))
     digest = _digest(line)
     try:
-        rec, floats = parse_record(line)
+        rec = parse_line(line)
     except BadLine as e:
         if torn and e.fault is LineFault.NOT_JSON:
             return Verdict(n, digest, ((ProblemKind.TORN, "incomplete final line (torn write or truncation)"),))
@@ -86,11 +112,11 @@ def judge_line(n: int, raw: bytes, by_id: Mapping[str, Verifier] | None) -> Verd
     if torn:
         problems.append((ProblemKind.TORN, "final line has no newline (torn write or truncation)"))
     try:
-        problems += [(ProblemKind.SCHEMA, f"schema: {err}") for err in schema_errors(rec)[:3]]
+        problems += [(ProblemKind.SCHEMA, f"schema: {err}") for err in line_schema_errors(rec)[:3]]
     except RecursionError:  # unreachable under jsonline's depth limit; no line may crash verify
         problems.append((ProblemKind.TOO_DEEP, "record nests too deep for the schema check"))
     key_id, proven = _signature(rec, line, by_id, problems)
-    if not proven and not is_canonical(rec, line, floats):
+    if not proven and not is_canonical(rec, line):  # the float literals: read again, strictly
         problems.append((ProblemKind.NOT_CANONICAL, "line is not in canonical (RFC 8785) form: it was rewritten"))
     chain = rec.get("chain")
     seq, prev = (chain.get("seq"), chain.get("prev")) if isinstance(chain, dict) else (None, None)
@@ -98,9 +124,13 @@ def judge_line(n: int, raw: bytes, by_id: Mapping[str, Verifier] | None) -> Verd
     run = run if isinstance(run, dict) else {}
     run_id, ws = run.get("id"), run.get("workspace")
     rid, rtype = rec.get("id"), rec.get("type")
+    repaired = rec if rtype == RecordType.LEDGER_REPAIRED and _REPAIRED in line else None
     return Verdict(n, digest, tuple(problems), True, seq, prev, rid if isinstance(rid, str) else None,
                    rtype if isinstance(rtype, str) else None, run_id if isinstance(run_id, str) else None, key_id,
-                   str(ws) if ws is not None else None)
+                   str(ws) if ws is not None else None, repaired)
+
+
+_REPAIRED = b'"type":"ledger.repaired"'  # as written (a line that spells it otherwise is not canonical)
 
 
 def _signature(rec: dict[str, Any], line: bytes, by_id: Mapping[str, Verifier] | None,
@@ -138,3 +168,38 @@ def judge_chain(n: int, raw: bytes) -> Verdict:
     problems = ((ProblemKind.TORN, "final line has no newline (torn write or truncation)"),) if torn else ()
     prev = None if m.group(1) == b"null" else m.group(1)[1:-1].decode("ascii")
     return Verdict(n, digest, problems, True, int(m.group(2)), prev)
+
+
+def judge_chain_range(raws: Iterable[bytes]) -> ChainRange:
+    """`judge_chain` over consecutive lines, with the sequence and prev checks among them done here
+    (the same checks, in the same order, as tfaudit.trail.verify's fold): a worker returns one
+    small summary per range instead of a verdict per line."""
+    problems: list[tuple[int, ProblemKind, str]] = []
+    first: tuple[int, int, str | None, str | None] | None = None
+    n = records = record_problems = last_line = 0
+    expected = 0  # meaningful from the first record on
+    last_seq: int | None = None
+    digest: str | None = None
+    for raw in raws:
+        n += 1
+        v = judge_chain(n, raw)
+        problems += [(n, kind, message) for kind, message in v.problems]
+        if v.record:
+            records += 1
+            record_problems += len(v.problems)
+            last_line = n
+            if first is None:
+                first = (n, v.seq, v.prev, digest if n > 1 else None)
+            else:
+                if v.seq != expected:
+                    problems.append((n, ProblemKind.SEQ, seq_problem(v.seq, expected)))
+                    record_problems += 1
+                if v.prev != digest:
+                    problems.append((n, ProblemKind.PREV, PREV_PROBLEM))
+                    record_problems += 1
+            last_seq, expected = v.seq, v.seq + 1
+        elif first is not None:
+            expected += 1
+        digest = v.digest
+    return ChainRange(n, problems, first, records, record_problems, last_line, last_seq,
+                      expected if first is not None else None, digest)

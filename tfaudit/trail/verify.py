@@ -8,31 +8,29 @@ ids, and that each `run.started` has its `run.finished`. Verification never stop
 first problem and never passes silently: an empty ledger, or one with no verifiable line,
 is itself a problem.
 
-Lines are judged in worker processes, one per core, in chunks; their verdicts are folded
-in line order, so the report is the same as a single process would give.
+A ledger file is judged in worker processes, one per core, each reading its own byte ranges
+(tfaudit.trail.workers); their verdicts are folded in line order, so the report is the same
+as a single process would give. `--chain-only` workers fold their own ranges and only the
+seams between ranges are checked here.
 """
 
 from __future__ import annotations
 
-import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfaudit.errors import VerificationError
 from tfaudit.schema import RecordType
-from tfaudit.trail.jsonline import MAX_LINE_BYTES, BadLine, parse_line
-from tfaudit.trail.judge import ProblemKind, Verdict, judge_chain, judge_line
+from tfaudit.schema import prepare_line_check
+from tfaudit.trail.judge import PREV_PROBLEM, ChainRange, ProblemKind, Verdict, seq_problem
 from tfaudit.trail.repair import check_repairs
 from tfaudit.trail.signing import Verifier
-from tfaudit.trail.store import LedgerStore, LedgerView, open_store
+from tfaudit.trail.store import LedgerStore, open_store
+from tfaudit.trail.workers import Progress, chain_ranges, default_jobs, verdict_batches
 
 __all__ = ["Problem", "ProblemKind", "Report", "verify_ledger"]
-
-CHUNK_LINES = 512  # lines per task sent to a worker
-MIN_PARALLEL_BYTES = 2 * 2**20  # below this a pool costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -106,32 +104,50 @@ class Report:
 
 
 def verify_ledger(source: Path | str | LedgerStore, verifiers: Sequence[Verifier] | None, *, signatures: bool = True,
-                  chain_only: bool = False, jobs: int | None = None) -> Report:
+                  chain_only: bool = False, jobs: int | None = None, progress: Progress | None = None) -> Report:
     """Verify a ledger file or any store (a path, a URL, or an opened LedgerStore) against `verifiers`.
 
     `signatures=False`: every check but the signatures (a report without a key says so).
     `chain_only`: only sequence and hash chain, found without decoding lines.
-    `jobs`: worker processes (default: one per core for ledgers over MIN_PARALLEL_BYTES).
+    `jobs`: worker processes (default: one per core for ledger files over MIN_PARALLEL_BYTES).
+    `progress`: advanced by the bytes judged.
     """
     signatures = signatures and not chain_only
     if signatures and not verifiers:
         raise VerificationError("no public key given", hint="pass --public-key PUB (the .pub file from 'tfaudit keygen')")
     by_id = {v.key_id: v for v in verifiers or ()} if signatures else None
+    _warm(by_id, chain_only)
     store = source if isinstance(source, LedgerStore) else open_store(source)
     report = Report(store.url if not isinstance(source, (str, Path)) or store.local_path is None else str(source))
     report.local_path = store.local_path
-    if jobs is None:  # the chain alone is cheaper than handing lines to another process
-        jobs = 1 if chain_only else _default_jobs(store.local_path)
-    fold = _Fold(report)
+    jobs = default_jobs(store.local_path) if jobs is None else jobs
     view = store.snapshot()
-    for verdict in _verdicts(view.lines(), by_id, chain_only, jobs):
-        fold.add(verdict)
-    fold.finish()
-    if not chain_only:
-        check_repairs_step(store, view, report)
+    if progress is not None and report.local_path is not None:
+        progress.add_total(getattr(view, "size", 0))
+    ranges = chain_ranges(view, jobs, progress) if chain_only else None
+    if ranges is not None:
+        _join_chain_ranges(report, ranges)
+    else:
+        fold = _Fold(report)
+        for base, verdicts in verdict_batches(view, by_id, chain_only, jobs, progress):
+            for verdict in verdicts:
+                fold.add(verdict, base)
+        fold.finish()
+        if not chain_only:
+            check_repairs_step(store, fold.repaired, report)
     report.problems.sort(key=lambda p: (p.line is None, p.line or 0))
     report.tally_problems()
     return report
+
+
+def _warm(by_id: Mapping[str, Verifier] | None, chain_only: bool) -> None:
+    """Build the schema validator and the libsodium keys here, once, before workers are forked:
+    they inherit them instead of each building its own (and importing while another thread may)."""
+    if chain_only:
+        return
+    prepare_line_check()
+    for verifier in (by_id or {}).values():
+        verifier.prepare()
 
 
 class _Fold:
@@ -144,9 +160,11 @@ class _Fold:
         self.seen_ids: dict[str, int] = {}
         self.open_runs: dict[str, int] = {}
         self.finished_runs: set[str] = set()
+        self.repaired: list[tuple[int, dict[str, Any]]] = []
 
-    def add(self, v: Verdict) -> None:
-        report, n = self.report, v.line
+    def add(self, v: Verdict, base: int = 0) -> None:
+        """Fold line `base + v.line`."""
+        report, n = self.report, base + v.line
         report.lines = n
         for kind, message in v.problems:
             report.add(n, kind, message)
@@ -158,21 +176,21 @@ class _Fold:
         if v.key_id:
             report.key_ids.add(v.key_id)
         if v.seq != self.expected_seq:
-            report.add(n, ProblemKind.SEQ, f"chain.seq is {v.seq}, expected {self.expected_seq} "
-                                           "(a record was removed, added or reordered)")
+            report.add(n, ProblemKind.SEQ, seq_problem(v.seq, self.expected_seq))
         if v.prev != self.prev_digest:
-            report.add(n, ProblemKind.PREV, "chain.prev does not match the previous line "
-                                            "(a record before this one was removed, edited or reordered)")
+            report.add(n, ProblemKind.PREV, PREV_PROBLEM)
+        if v.repaired is not None:
+            self.repaired.append((n, v.repaired))
         if type(v.seq) is int:
             report.last_seq = v.seq
             self.expected_seq = v.seq + 1
         else:
             self.expected_seq += 1
         self.prev_digest = v.digest
-        self._ids_and_runs(v)
+        self._ids_and_runs(v, n)
 
-    def _ids_and_runs(self, v: Verdict) -> None:
-        report, n = self.report, v.line
+    def _ids_and_runs(self, v: Verdict, n: int) -> None:
+        report = self.report
         if v.rid is not None:
             if v.rid in self.seen_ids:
                 report.add(n, ProblemKind.DUPLICATE, f"record id {v.rid} already appeared at line {self.seen_ids[v.rid]}")
@@ -202,92 +220,40 @@ class _Fold:
             report.add(None, ProblemKind.EMPTY, "the ledger is empty")
 
 
-def check_repairs_step(store: LedgerStore, view: LedgerView, report: Report) -> None:
+def _join_chain_ranges(report: Report, ranges: Iterable[ChainRange]) -> None:
+    """The `--chain-only` report from its ranges' summaries, in order: each range's first record is
+    checked here against the range before it (what the fold would have checked at that line)."""
+    base, expected, prev = 0, 1, None
+    records, record_problems, first_line, last_line = 0, 0, 0, 0
+    for r in ranges:
+        report.problems += [Problem(base + n, kind, message) for n, kind, message in r.problems]
+        if r.first is not None:
+            n, seq, seen_prev, before = r.first
+            want_prev = prev if n == 1 else before
+            if seq != expected + n - 1:
+                report.add(base + n, ProblemKind.SEQ, seq_problem(seq, expected + n - 1))
+                record_problems += 1
+            if seen_prev != want_prev:
+                report.add(base + n, ProblemKind.PREV, PREV_PROBLEM)
+                record_problems += 1
+            first_line = first_line or base + n
+            last_line, report.last_seq = base + r.last_record_line, r.last_seq if r.last_seq is not None else 0
+        expected = r.next_seq if r.next_seq is not None else expected + r.lines
+        prev = r.last_digest if r.lines else prev
+        records, record_problems, base = records + r.records, record_problems + r.record_problems, base + r.lines
+    report.lines, report.records, report.head = base, records, prev
+    if records:
+        # as the fold's Report.count makes it (lines have no workspace here); tally_problems finds no line to count
+        report.workspaces["(none)"] = {"records": records, "runs": 0, "first_seq": first_line, "last_seq": last_line,
+                                       "problems": record_problems}
+    if base == 0:
+        report.add(None, ProblemKind.EMPTY, "the ledger is empty")
+
+
+def check_repairs_step(store: LedgerStore, found: Iterable[tuple[int, dict[str, Any]]], report: Report) -> None:
     """A step of its own after the line checks: each `ledger.repaired` record is reported as a repair,
     and its quarantine file must still hold the bytes it names (tfaudit.trail.repair)."""
-    found: list[tuple[int, dict[str, Any]]] = []
-    for n, raw in view.lines():
-        if b'"type":"ledger.repaired"' not in raw:
-            continue
-        try:
-            found.append((n, parse_line(raw)))
-        except BadLine:
-            continue  # the line checks reported it
     for seen in check_repairs(store, found):
         report.repairs.append(seen.describe())
         if seen.problem:
             report.add(seen.line, ProblemKind.REPAIR, seen.problem)
-
-
-# --- judging lines, in this process or in one worker per core ---------------------------------
-def _default_jobs(path: Path | None) -> int:
-    if path is None:
-        return 1  # a shared store: lines arrive over the network, one process keeps up
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return 1
-    if size < MIN_PARALLEL_BYTES:
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores)
-
-
-def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
-    chunk: list[tuple[int, bytes]] = []
-    budget = 0
-    for item in lines:
-        chunk.append(item)
-        budget += len(item[1])
-        if len(chunk) >= size or budget >= MAX_LINE_BYTES:
-            yield chunk
-            chunk, budget = [], 0
-    if chunk:
-        yield chunk
-
-
-_worker_keys: Mapping[str, Verifier] | None = None
-_worker_chain_only = False
-
-
-def _judge_chunk(chunk: list[tuple[int, bytes]], by_id: Mapping[str, Verifier] | None = None,
-                 chain_only: bool | None = None) -> list[Verdict]:
-    keys = _worker_keys if chain_only is None else by_id
-    only = _worker_chain_only if chain_only is None else chain_only
-    if only:
-        return [judge_chain(n, raw) for n, raw in chunk]
-    return [judge_line(n, raw, keys) for n, raw in chunk]
-
-
-def _init_worker(by_id: Mapping[str, Verifier] | None, chain_only: bool) -> None:
-    global _worker_keys, _worker_chain_only
-    _worker_keys, _worker_chain_only = by_id, chain_only
-
-
-def _verdicts(lines: Iterator[tuple[int, bytes]], by_id: Mapping[str, Verifier] | None, chain_only: bool,
-              jobs: int) -> Iterator[Verdict]:
-    chunks = _chunks(lines, CHUNK_LINES)
-    if jobs <= 1:
-        for chunk in chunks:
-            yield from _judge_chunk(chunk, by_id, chain_only)
-        return
-    import multiprocessing
-
-    # fork: the workers inherit the public keys (key objects do not pickle) and the loaded modules
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(by_id, chain_only)) as pool:
-        yield from _in_order(pool.apply_async, chunks, window=4 * jobs)
-
-
-def _in_order(submit: Callable[..., Any], chunks: Iterator[list[tuple[int, bytes]]], window: int) -> Iterator[Verdict]:
-    """Verdicts of every chunk in order, with at most `window` chunks in flight (memory stays bounded)."""
-    pending: deque[Any] = deque()
-    for chunk in chunks:
-        pending.append(submit(_judge_chunk, (chunk,)))
-        if len(pending) >= window:
-            yield from pending.popleft().get()
-    while pending:
-        yield from pending.popleft().get()
