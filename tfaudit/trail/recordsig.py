@@ -115,7 +115,10 @@ def _payload_from_line(line: bytes, sig: Mapping[str, Any], version: int) -> byt
     """The signed bytes cut out of the line itself, or None when the line is not in the written shape."""
     if version >= 2:
         member = b',"value":"' + str(sig["value"]).encode("ascii") + b'"}'
-        return line.replace(member, b"}") if line.count(member) == 1 else None
+        at = line.find(member)
+        if at < 0 or line.find(member, at + 1) >= 0:  # exactly once
+            return None
+        return line[:at] + b"}" + line[at + len(member):]
     if not all(isinstance(sig.get(k), str) for k in V1_FIELDS):
         return None
     member = (b',"signature":{"alg":' + json.dumps(sig["alg"]).encode() + b',"key_id":'
@@ -132,7 +135,7 @@ def verify_record(record: Mapping[str, Any], by_id: Mapping[str, Verifier], line
     and the caller must still check that the line is canonical.
     """
     sig = record.get("signature")
-    if not isinstance(sig, Mapping):
+    if type(sig) is not dict and not isinstance(sig, Mapping):  # a decoded line's is a dict: no ABC check
         raise SignatureProblem("record has no signature")
     if type(sig.get("v")) is int and sig["v"] == CERTIFIED_VERSION:
         return _verify_certified(record, sig, by_id, line)
