@@ -180,6 +180,7 @@ def judge_chain_range(raws: Iterable[bytes]) -> ChainRange:
     expected = 0  # meaningful from the first record on
     last_seq: int | None = None
     digest: str | None = None
+    line_digest: str | None
     for raw in raws:
         n += 1
         m = _CHAIN.search(raw) if raw[-1:] == b"\n" and len(raw) <= MAX_LINE_BYTES + 1 else None
