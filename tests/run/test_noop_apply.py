@@ -67,6 +67,7 @@ def test_the_events_shown_are_those_terraform_prints_applying_the_plan(
     # with drift, an option that writes elsewhere, or a warning, terraform applies it
     assert noop.apply_events(tf, plan, d / "noop.tfplan", split_args(["-state-out=x"]), diagnosed=False) is None
     assert noop.apply_events(tf, plan, d / "noop.tfplan", split_args([]), diagnosed=True) is None
+    assert noop.apply_events(tf, plan, d / "noop.tfplan", split_args(["-refresh-only"]), diagnosed=False) is None
     state = d / "terraform.tfstate"
     state.write_text(state.read_text().replace('"gen": 1', '"gen": 7', 1))  # the state moved since the plan
     assert noop.apply_events(tf, plan, d / "noop.tfplan", split_args([]), diagnosed=False) is None
@@ -132,7 +133,20 @@ def test_a_run_with_nothing_to_apply_records_what_it_recorded_when_terraform_app
     assert "hunter2-noop" not in json.dumps(recs) + fast_screen.out + fast_screen.err
 
 
-def test_drift_and_check_results_are_applied_by_terraform(
+def test_drift_is_applied_by_terraform() -> None:
+    """terraform_data never drifts, so the plan is terraform's JSON with a drifted bucket in it."""
+    drifted = {"address": "aws_s3_bucket.b", "mode": "managed", "type": "aws_s3_bucket", "name": "b",
+               "provider_name": "registry.terraform.io/hashicorp/aws",
+               "change": {"actions": ["update"], "before": {"tags": {}}, "after": {"tags": {"x": "1"}},
+                          "after_unknown": {}, "before_sensitive": {}, "after_sensitive": {}}}
+    doc = {"format_version": "1.2", "applyable": False, "complete": True, "errored": False,
+           "resource_changes": [], "output_changes": {}}
+    assert noop.nothing_to_apply(parse_plan(json.dumps(doc)))
+    assert not noop.nothing_to_apply(parse_plan(json.dumps({**doc, "resource_drift": [drifted]})))
+    assert not noop.nothing_to_apply(parse_plan(json.dumps({**doc, "applyable": True})))
+
+
+def test_check_results_are_applied_by_terraform(
         tf_workdir: Callable[[str], Path], base_env: dict[str, str], keypair: tuple[Path, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     d = tf_workdir("noop")

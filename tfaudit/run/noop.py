@@ -7,7 +7,8 @@ there. tfaudit skips it, and shows what it would show (its `-json` events, or th
 tfaudit renders from them), only when it is sure the apply would change nothing:
 
 - tfaudit's own plan for `apply` (a user's plan file goes to terraform, which checks it is not
-  stale), with no diagnostics in the planning step and no apply option but the harmless ones;
+  stale), in the normal mode (not -refresh-only or -destroy), with no diagnostics in the
+  planning step and no apply option but the harmless ones;
 - terraform 1.11 (whose events for such an apply are pinned by a test against the real binary);
 - a plan that is not applyable, complete, not errored, with no drift, no check results (an
   apply records those in the state) and every output unchanged;
@@ -32,6 +33,7 @@ from tfaudit.terraform.localstate import read_local_state
 
 # apply options that change nothing when nothing is applied
 _HARMLESS = frozenset({"input", "no-color", "parallelism", "lock", "lock-timeout", "compact-warnings"})
+_OTHER_MODES = frozenset({"refresh-only", "destroy"})
 _VERSIONS = ("1.11.",)
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
@@ -59,6 +61,8 @@ def apply_events(tf: Terraform, plan: Plan, plan_file: Path, split: SplitArgs, *
         return None
     if any(flag_name(a) not in _HARMLESS for a in split.apply if flag_name(a) is not None):
         return None
+    if any(flag_name(a) in _OTHER_MODES for a in split.plan):
+        return None  # a refresh-only or destroy plan ends with other words
     if not nothing_to_apply(plan):
         return None
     try:
