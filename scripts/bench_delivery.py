@@ -2,7 +2,7 @@
 """Benchmark delivery to sinks: what a run pays after the ledger write, and what a dead endpoint costs.
 
     .venv/bin/python scripts/bench_delivery.py            # 10, 100 and 1000 records per run
-    .venv/bin/python scripts/bench_delivery.py --sizes 1000
+    .venv/bin/python scripts/bench_delivery.py --sizes 1000 --repeat 5
 
 For each size it writes one run of N resource records to a fresh ledger and times `deliver()`
 (what `tfaudit apply` runs after the ledger write, and what `tfaudit flush` runs) to:
@@ -19,7 +19,8 @@ For each size it writes one run of N resource records to a fresh ledger and time
 then the cost of sinks that are down (connection refused, and a webhook that accepts the
 connection but never answers), with the default delivery settings.
 
-Each row prints its figure beside its anchor, measured in the same run where there is one:
+Each row is the best of --repeat deliveries (default 3) and prints its figure beside its anchor,
+measured in the same run where there is one:
 the webhook's record mode against the receiver alone (the same signed POSTs from a bare
 http.client loop over one connection: in record mode the receiver, not tfaudit, sets the
 pace), the other rows against the issue's targets (>= 5,000 records/s; <= 1 s for a
@@ -51,6 +52,8 @@ from tfaudit.sinks.delivery import deliver, prepare  # noqa: E402
 
 TARGET_RATE = 5000.0  # records/s, webhook
 TARGET_SECONDS = 1.0  # a 1,000-record run to S3 or CloudWatch
+RECEIVER_PID: int | None = None  # the webhook receiver's process, for its CPU time
+CPU: dict[str, Cpu] = {}  # webhook record mode, largest size: "bare" and "tfaudit"
 
 
 @dataclass
@@ -70,7 +73,23 @@ class Row:
         return f"{self.seconds:.2f} s"
 
 
-def timed(tmp: Path, n: int, sinks: str, env: dict[str, str]) -> tuple[float, int]:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by this process, or by process pid."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Cpu:
+    """CPU per record of one webhook delivery: tfaudit's process and the receiver's."""
+
+    sender: float = 0.0
+    receiver: float = 0.0
+
+
+def timed(tmp: Path, n: int, sinks: str, env: dict[str, str], cpu: Cpu | None = None) -> tuple[float, int]:
     d = Path(tempfile.mkdtemp(dir=tmp))
     signer, _ = new_signer(d)
     cfg_path = d / ".tfaudit.hcl"
@@ -82,9 +101,18 @@ def timed(tmp: Path, n: int, sinks: str, env: dict[str, str]) -> tuple[float, in
         if t.name == "tfaudit-aws-warm":
             t.join()  # terraform's own run takes longer than this
     append_run(ledger, signer, [(f"aws_s3_bucket.b{i}", "create", "succeeded") for i in range(n)])
+    c0, r0 = cpu_seconds(), cpu_seconds(RECEIVER_PID) if RECEIVER_PID else 0.0
     t0 = time.perf_counter()
     report = deliver(ledger, cfg.section("sink"), cfg.section("delivery"), env)
-    return time.perf_counter() - t0, report.pending
+    took = time.perf_counter() - t0
+    if cpu is not None and RECEIVER_PID:
+        cpu.sender, cpu.receiver = (cpu_seconds() - c0) / (n + 2), (cpu_seconds(RECEIVER_PID) - r0) / (n + 2)
+    return took, report.pending
+
+
+def best(repeat: int, tmp: Path, n: int, sinks: str, env: dict[str, str]) -> tuple[float, int]:
+    """The fastest of `repeat` deliveries (the machine is shared: the best is the least disturbed)."""
+    return min(timed(tmp, n, sinks, env) for _ in range(repeat))
 
 
 def cold(n: int, sinks: str, env: dict[str, str]) -> tuple[float, int]:
@@ -120,7 +148,7 @@ def receiver_process() -> tuple[subprocess.Popen[str], str]:
     return child, f"http://127.0.0.1:{int(child.stdout.readline())}"
 
 
-def bare_posts(url: str, n: int) -> float:
+def bare_posts(url: str, n: int, cpu: Cpu | None = None) -> float:
     """The receiver's own pace: n signed POSTs of a typical record over one kept-alive connection."""
     import http.client
     import json
@@ -130,14 +158,18 @@ def bare_posts(url: str, n: int) -> float:
     parts = url.split("//", 1)[1].split(":")
     conn = http.client.HTTPConnection(parts[0], int(parts[1]))
     body = json.dumps({"pad": "x" * 1500}).encode()
+    c0, r0 = cpu_seconds(), cpu_seconds(RECEIVER_PID) if RECEIVER_PID else 0.0
     t0 = time.perf_counter()
     for i in range(n):
         conn.request("POST", "/bare", body=body, headers={
             "X-Tfaudit-Signature": signature_header(b"bench-secret", body, int(time.time())),
             "Idempotency-Key": f"bare-{i}", "Content-Type": "application/json"})
         conn.getresponse().read()
+    took = time.perf_counter() - t0
     conn.close()
-    return time.perf_counter() - t0
+    if cpu is not None and RECEIVER_PID:
+        cpu.sender, cpu.receiver = (cpu_seconds() - c0) / n, (cpu_seconds(RECEIVER_PID) - r0) / n
+    return took
 
 
 def against_target(row: Row) -> Row:
@@ -160,18 +192,25 @@ def measure(args: argparse.Namespace, env: dict[str, str], s3: object, hook_url:
             s3_sink = f'sink "s3" "a" {{\n bucket = "{bucket}"\n}}\n'
             cw = f'sink "cloudwatch" "c" {{\n log_group = "/bench/{uuid.uuid4().hex[:8]}"\n create = true\n}}\n'
             everything = webhook + s3_sink + cw + 'sink "file" "f" {\n path = "copy.jsonl"\n}\nsink "stdout" "o" {}\n'
-            bare = bare_posts(hook_url, n + 2)
-            took, pending = timed(tmp, n, webhook, env)
+            bare, (took, pending) = float("inf"), (float("inf"), 0)
+            for _ in range(args.repeat):  # alternated, best of each: the receiver's pace beside tfaudit's
+                c_bare, c_hook = Cpu(), Cpu()
+                bare_took = bare_posts(hook_url, n + 2, c_bare)
+                if bare_took < bare:
+                    bare, CPU["bare"] = bare_took, c_bare
+                got = timed(tmp, n, webhook, env, c_hook)
+                if got < (took, pending):
+                    (took, pending), CPU["tfaudit"] = got, c_hook
             rows.append(Row("webhook, one POST per record (target >= 5,000/s)", n + 2, took, pending,
                             f"{(n + 2) / bare:,.0f} records/s (the receiver alone: bare http.client POSTs)",
                             f"{bare / took:.2f}"))
-            took, pending = timed(tmp, n, batched, env)
+            took, pending = best(args.repeat, tmp, n, batched, env)
             rows.append(against_target(Row('webhook, mode = "batch"', n + 2, took, pending)))
             for label, sinks in (("S3, a run (models parsed, as after `apply`'s warm-up)", s3_sink),
                                  ("CloudWatch Logs, a run (models parsed)", cw)):
-                took, pending = timed(tmp, n, sinks, env)
+                took, pending = best(args.repeat, tmp, n, sinks, env)
                 rows.append(against_target(Row(label, n + 2, took, pending, rate=False)))
-            took, pending = timed(tmp, n, everything, env)
+            took, pending = best(args.repeat, tmp, n, everything, env)
             rows.append(Row("all five at once", n + 2, took, pending, rate=False))
         n = max(args.sizes)
         for label, sinks in (("S3, a run, fresh process (`flush`: boto3 import included)", s3_sink),
@@ -194,6 +233,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], s3: object, hook_url:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--repeat", type=int, default=3, help="deliveries per row; the best is shown")
     args = ap.parse_args()
     import logging
 
@@ -214,6 +254,8 @@ def main() -> int:
                       aws_secret_access_key="test")
     hook = Receiver(secret=b"bench-secret")
     child, hook_url = receiver_process()
+    global RECEIVER_PID
+    RECEIVER_PID = child.pid
     env = {**aws_env, "HOOK_SECRET": "bench-secret"}
     load_before = os.getloadavg()[0]
     stdout = sys.stdout
@@ -230,6 +272,10 @@ def main() -> int:
     print("| what | records | figure | anchor | ratio | left pending |\n|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r.what} | {r.records} | {r.figure} | {r.anchor} | {r.ratio} | {r.pending} |")
+    print("\nCPU per record, webhook one POST per record (the fastest run of each; process CPU of the sender,"
+          " /proc CPU of the receiver):")
+    for who, c in CPU.items():
+        print(f"- {who}: sender {c.sender * 1e6:.0f} us, receiver {c.receiver * 1e6:.0f} us")
     return 0
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any, ClassVar, Protocol
 
 from tfaudit.records import Severity as Severity  # re-exported for the sinks
@@ -112,19 +113,20 @@ class Item:
     line: bytes
     end_offset: int = 0
 
-    @property
+    # cached: asked for several times per record and sink during a delivery
+    @cached_property
     def id(self) -> str:
         return str(self.record["id"])
 
-    @property
+    @cached_property
     def seq(self) -> int:
         return int(self.record["chain"]["seq"])
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         return str((self.record.get("run") or {}).get("id") or "")
 
-    @property
+    @cached_property
     def type(self) -> str:
         return str(self.record.get("type"))
 
@@ -143,13 +145,15 @@ class Batch:
     """What one sink is asked to deliver now, and where it reports what happened.
 
     `ok`/`fail` are thread-safe. Failures write through to the outbox at once; successes are
-    written in groups (every ACK_GROUP records or ACK_SECONDS, and at `flush`): one durable
-    outbox commit per record cost more than the POST itself. A crash before a group is written
-    leaves those records in doubt, and the next delivery asks the sink (`confirm`) or re-sends
-    them with the same idempotency key, as for any crash mid-send.
+    written in groups (once the oldest unwritten one is ACK_SECONDS old or ACK_GROUP are waiting,
+    and at `flush`, which the delivery commits together with how far the sink is settled): one
+    durable outbox commit per record cost more than the POST itself, and a run sent in one call
+    (webhook batch mode, CloudWatch) is then recorded with one commit. A crash before a group
+    is written leaves those records in doubt, and the next delivery asks the sink (`confirm`)
+    or re-sends them with the same idempotency key, as for any crash mid-send.
     """
 
-    ACK_GROUP = 256
+    ACK_GROUP = 10_000
     ACK_SECONDS = 0.25
 
     def __init__(self, items: Sequence[Item], *, deadline: float, redactor: Redactor,
@@ -178,6 +182,8 @@ class Batch:
 
     def ok(self, items: Sequence[Item]) -> None:
         with self._lock:
+            if not self._acked:
+                self._acked_since = time.monotonic()
             self._acked.extend(items)
             for it in items:
                 self.done.add(it.id)
@@ -192,7 +198,6 @@ class Batch:
 
     def _write_acks(self) -> None:
         acked, self._acked = self._acked, []
-        self._acked_since = time.monotonic()
         if acked:
             self._on_ok(acked)
 

@@ -270,8 +270,9 @@ def deliver(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig |
         for key, name in s.settings.items():
             if key.endswith("_env") and isinstance(name, str) and env.get(name):
                 redactor.learn(env[name])
-    enroll(ledger_path, specs)
+    seq, size = ledger_tail(ledger_path)
     with _outbox(ledger_path) as ob:
+        ob.enroll([s.id for s in specs], seq, size)  # a sink added since the run started is owed from here
         if backfill:
             for s in specs:
                 ob.start_backfill(s.id)
@@ -359,25 +360,32 @@ def _send_owed(ledger_path: Where, spec: SinkSpec, cfg: DeliveryConfig, env: Map
                       on_fail=lambda its, err: ob.failed(spec.id, its, err),
                       run_items=window.run_items, record_filter=spec.filter)
         if owed:
-            ob.attempting(spec.id, owed)
+            ob.attempting(spec.id, owed)  # committed before anything is sent: a crash leaves them in doubt
             report.attempted = len(owed)
-            try:
-                sink.send(batch)
-            except TfauditError as e:
-                batch.fail(batch.pending(), str(e))
-            except Exception as e:  # noqa: BLE001 - see _deliver_one; record the failure per record
-                log.exception("delivery.internal_error", sink=spec.id)
-                batch.fail(batch.pending(), f"internal error in the {spec.kind} sink: {type(e).__name__}: {e}")
-            finally:
-                batch.flush()
+            _send(sink, batch, spec)
+        with ob.batched():  # what arrived, what failed and how far the sink is settled: one durable commit
+            batch.flush()
             unreported = [it for it in batch.pending() if it.id not in batch.errors]
             if unreported:
                 batch.fail(unreported, "not sent before the delivery deadline")
+            _advance(ob, st, spec, window.items)
         report.delivered = len(batch.done)
         report.pending = len(batch.pending())
         if batch.errors:
             report.error = next(iter(batch.errors.values()))
-        _advance(ob, st, spec, window.items)
+
+
+def _send(sink: Any, batch: Batch, spec: SinkSpec) -> None:
+    try:
+        sink.send(batch)
+    except TfauditError as e:
+        batch.fail(batch.pending(), str(e))
+    except Exception as e:  # noqa: BLE001 - see _deliver_one; record the failure per record
+        log.exception("delivery.internal_error", sink=spec.id)
+        batch.fail(batch.pending(), f"internal error in the {spec.kind} sink: {type(e).__name__}: {e}")
+    except BaseException:
+        batch.flush()  # interrupted: keep what is known to have arrived
+        raise
 
 
 def deliver_after_run(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig | None,

@@ -91,6 +91,7 @@ class Outbox:
     def __init__(self, ledger_path: Path) -> None:
         self.dir = outbox_dir(ledger_path)
         self.path = self.dir / "state.sqlite"
+        self._depth = 0
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
@@ -112,7 +113,20 @@ class Outbox:
         self.close()
 
     @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Run the updates made inside as one transaction: one durable commit, not one per update."""
+        with self._tx():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._depth:  # inside batched(): part of its transaction
+            yield self._db
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:

@@ -52,6 +52,17 @@ class PgOutbox:
         except psycopg.Error as e:
             raise DeliveryError(f"cannot update the delivery state in {self.path}: {str(e).strip()}") from e
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Run the updates made inside as one transaction (psycopg nests theirs as savepoints)."""
+        import psycopg
+
+        try:
+            with self._db.transaction():
+                yield
+        except psycopg.Error as e:
+            raise DeliveryError(f"cannot update the delivery state in {self.path}: {str(e).strip()}") from e
+
     def enroll(self, sink_ids: Iterable[str], tail_seq: int, tail_offset: int) -> None:
         with self._tx() as cur:
             for sid in sink_ids:

@@ -47,6 +47,11 @@ class S3Outbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """No transactions here: each object is written as it comes (same interface as the sqlite outbox)."""
+        yield
+
     def _base(self, sink_id: str) -> str:
         return f"{self.store.prefix}deliveries/{sink_id}/"
 
