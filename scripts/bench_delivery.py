@@ -131,6 +131,13 @@ def cold(n: int, sinks: str, env: dict[str, str]) -> tuple[float, int]:
     return float(out[0]), int(out[1])
 
 
+def boto3_alone() -> float:
+    code = ("import time; t0 = time.perf_counter(); import boto3\n"
+            "boto3.session.Session().client('s3', region_name='us-east-1', aws_access_key_id='a',"
+            " aws_secret_access_key='b'); print(time.perf_counter() - t0)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 _RECEIVER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
@@ -215,8 +222,10 @@ def measure(args: argparse.Namespace, env: dict[str, str], s3: object, hook_url:
         n = max(args.sizes)
         for label, sinks in (("S3, a run, fresh process (`flush`: boto3 import included)", s3_sink),
                              ("CloudWatch Logs, a run, fresh process (boto3 import included)", cw)):
-            took, pending = cold(n, sinks, env)
+            took, pending = min(cold(n, sinks, env) for _ in range(args.repeat))
             rows.append(against_target(Row(label, n + 2, took, pending, rate=False)))
+        took = min(boto3_alone() for _ in range(args.repeat))
+        rows.append(Row("(of which: importing boto3 and making an S3 client, fresh process)", 0, took, 0, rate=False))
         webhook = f'sink "webhook" "w" {{\n url = "{hook.url}/in"\n secret_env = "HOOK_SECRET"\n}}\n'
         dead = 'sink "webhook" "w" {\n url = "http://127.0.0.1:9/in"\n secret_env = "HOOK_SECRET"\n}\n'
         took, pending = timed(tmp, 100, dead, env)

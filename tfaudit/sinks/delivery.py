@@ -271,17 +271,27 @@ def deliver(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig |
             if key.endswith("_env") and isinstance(name, str) and env.get(name):
                 redactor.learn(env[name])
     seq, size = ledger_tail(ledger_path)
+    # Held open until the sinks are done: their own connections then close without SQLite's
+    # checkpoint (a durable write) on the last close, which runs once, here.
     with _outbox(ledger_path) as ob:
         ob.enroll([s.id for s in specs], seq, size)  # a sink added since the run started is owed from here
         if backfill:
             for s in specs:
                 ob.start_backfill(s.id)
         states = {s.id: ob.sink(s.id) for s in specs}
-    start = 1 if any(st is None or st.backfill for st in states.values()) else \
-        min(st.mark_seq for st in states.values() if st is not None) + 1
-    window = _Window(ledger_path, start)
-    deadline = time.monotonic() + cfg.deadline_seconds
+        start = 1 if any(st is None or st.backfill for st in states.values()) else \
+            min(st.mark_seq for st in states.values() if st is not None) + 1
+        report.sinks = _run_sinks(ledger_path, specs, cfg, env, redactor, _Window(ledger_path, start))
+    for r in report.sinks:
+        log.info("delivery.sink", sink=r.sink, delivered=r.delivered, pending=r.pending, error=r.error,
+                 seconds=round(r.seconds, 3))
+    return report
 
+
+def _run_sinks(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig, env: Mapping[str, str],
+               redactor: Redactor, window: _Window) -> list[SinkReport]:
+    """One thread per sink, each bounded by the delivery's deadline."""
+    deadline = time.monotonic() + cfg.deadline_seconds
     results: dict[str, SinkReport] = {s.id: SinkReport(s.id) for s in specs}
     threads = []
     for spec in specs:
@@ -295,11 +305,7 @@ def deliver(ledger_path: Where, specs: Sequence[SinkSpec], cfg: DeliveryConfig |
             r = results[spec.id]
             r.error = r.error or f"still sending after {cfg.deadline_seconds:g}s; left in doubt, re-checked on the next flush"
             r.pending = max(r.pending, 1)
-    report.sinks = [results[s.id] for s in specs]
-    for r in report.sinks:
-        log.info("delivery.sink", sink=r.sink, delivered=r.delivered, pending=r.pending, error=r.error,
-                 seconds=round(r.seconds, 3))
-    return report
+    return [results[s.id] for s in specs]
 
 
 def _deliver_one(ledger_path: Where, spec: SinkSpec, cfg: DeliveryConfig, env: Mapping[str, str], redactor: Redactor,

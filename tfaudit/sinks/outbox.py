@@ -97,11 +97,19 @@ class Outbox:
             self._db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + deliveries_ddl())
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            if self._schema_version() != SCHEMA_VERSION:  # the script commits: a durable write, so only when needed
+                self._db.executescript(_SCHEMA + deliveries_ddl())
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except (OSError, sqlite3.Error) as e:
             raise DeliveryError(f"cannot open the delivery outbox {self.path}: {e}",
                                 hint="check the ledger directory is writable") from e
+
+    def _schema_version(self) -> str | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return None  # a new outbox: no meta table yet
+        return str(row[0]) if row else None
 
     def close(self) -> None:
         self._db.close()
