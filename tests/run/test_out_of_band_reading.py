@@ -95,3 +95,24 @@ def test_report_lists_outside_changes_and_says_what_it_cannot_see(outside: dict[
     page = out.read_text()
     assert "Changed outside tfaudit" in page and "<code>terraform_data.cache</code>" in page
     assert "every ledger verified</span> (<span class=\"warn\">1 change(s) made outside tfaudit" in page
+
+
+def test_an_unchanged_state_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state after a run that changed nothing is the state before: same bytes, same State."""
+    from tfaudit.run.outofband import read_state
+    from tfaudit.terraform.binary import Terraform
+
+    def write(serial: int) -> None:
+        doc = {"version": 4, "terraform_version": "1.11.4", "serial": serial, "lineage": "l-1", "outputs": {},
+               "resources": [], "check_results": None}
+        (tmp_path / "terraform.tfstate").write_text(json.dumps(doc, indent=2) + "\n")
+
+    monkeypatch.chdir(tmp_path)
+    tf = Terraform("/nonexistent/terraform", "terraform", "1.11.4", None, {})  # never started: the file is read
+    write(3)
+    known, first = read_state(tf)
+    assert known and first is not None and first.serial == 3
+    assert read_state(tf)[1] is first
+    write(4)
+    again = read_state(tf)[1]
+    assert again is not None and again is not first and again.serial == 4

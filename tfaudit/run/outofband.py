@@ -65,11 +65,20 @@ def read_state(tf: Terraform) -> tuple[bool, State | None]:
         raw = res.stdout
     if not raw.strip():
         return True, None
+    if _last_parsed and _last_parsed[0][0] == raw:
+        return True, _last_parsed[0][1]  # the state after a run that changed nothing: parsed before
     try:
-        return True, parse_state(raw, source="terraform state pull")
+        state = parse_state(raw, source="terraform state pull")
     except Exception as e:  # noqa: BLE001 - an unreadable state must not stop the audited command
         log.warning("state.unreadable", error=str(e)[:200])
         return False, None
+    if state is not None:
+        _last_parsed[:] = [(raw, state)]
+    return True, state
+
+
+# The last state parsed, with its bytes (a State is frozen: the same bytes give the same State).
+_last_parsed: list[tuple[bytes, State]] = []
 
 
 def load_state(tf: Terraform) -> State | None:
