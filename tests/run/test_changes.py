@@ -137,3 +137,21 @@ def test_spooled_changes_are_private_and_read_back_in_any_order(tmp_path: Path) 
     read.close()
     with pytest.raises(ValueError):
         spool[0]
+
+
+def test_a_state_without_values_records_the_same_reference() -> None:
+    from tfaudit.parse.state import parse_state
+
+    rows = manifest_rows("state")
+    if not rows:
+        pytest.skip("real-world corpus not present")
+    for row in rows:
+        try:
+            state = parse_state(corpus_file(row["path"]).read_bytes(), source="s")
+        except Exception:  # noqa: BLE001 - states the parser refuses are tested elsewhere
+            continue
+        if state is None:
+            continue
+        light = state.without_values()
+        assert records.state_ref(light) == records.state_ref(state)
+        assert all(r.attributes is None for r in light.resources)

@@ -8,7 +8,9 @@ streaming reader (tfaudit.parse.plan_stream), validates every change as `parse_p
 does, shows each to a callback, and keeps only its JSON text, exactly as terraform wrote
 it, in an unnamed temporary file (mode 0600, never linked into a directory on Linux, gone
 when closed or when the process dies); the plan's `resource_changes` is then a
-`ChangeSpool`, a sequence that decodes change i when asked. Only the offsets stay in memory.
+`ChangeSpool`, a sequence that decodes change i when asked. Only the offsets stay in memory,
+and, while the changes' text stays under KEEP_DECODED, the changes as first decoded too: an
+everyday plan is decoded once, as before, and only a big one is decoded again at each use.
 
 A plan the streaming reader does not take (UTF-16, the setup-terraform wrapper, anything
 doubtful) is parsed whole by `parse_plan`, with its usual messages: the two paths give

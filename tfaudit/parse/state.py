@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -78,6 +78,11 @@ class State:
     @property
     def addresses(self) -> frozenset[str]:
         return frozenset(r.address for r in self.resources if r.deposed is None)
+
+    def without_values(self) -> State:
+        """This state without its objects' attribute values (what records about it need: addresses,
+        digests, serial, lineage), for a state kept through a long run."""
+        return replace(self, resources=tuple(replace(r, attributes=None, sensitive_paths=()) for r in self.resources))
 
     def objects(self, address: str) -> tuple[StateResource, ...]:
         """Every object at an instance address: the current one first, then deposed ones."""

@@ -112,6 +112,8 @@ def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: l
 
 def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
     session = run.session
+    if run.state_before is not None:  # from here on only its digests are recorded: its values may go
+        run.state_before = run.state_before.without_values()
     spool_dir = journal_dir(session.local_dir)
     spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     read = changes_mod.read_plan(session.tf.show_json(step.path), f"terraform show -json {step.path}",
