@@ -2,6 +2,10 @@
 
     .venv/bin/python scripts/bench_reading.py [RUNS] [RESOURCES_PER_RUN] [BIG_RECORDS]
     .venv/bin/python scripts/bench_reading.py --index-only LEDGER   # log/history rows only, on LEDGER
+    .venv/bin/python scripts/bench_reading.py --before DIR [RUNS ...]  # also verify by the code in DIR
+
+`--before DIR`: DIR holds an older `tfaudit` package (`git archive COMMIT tfaudit | tar -x -C DIR`);
+verify and `--chain-only` are then also timed with it, on the same ledger, side by side.
 
 Builds a real signed ledger (RUNS applies of RESOURCES_PER_RUN changes each; default 1762 x 10
 = 21,144 records, the size issue 13 measured) and a bigger one of about BIG_RECORDS records
@@ -146,7 +150,49 @@ def best_cli(*args: str, runs: int = 3) -> float:
     return min(cli(*args) for _ in range(runs))
 
 
+_AB = """
+import json, resource, sys, time
+from pathlib import Path
+import tfaudit
+from tfaudit.trail.signing import load_verifier
+from tfaudit.trail.verify import verify_ledger
+
+def cpu():
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+best = None
+for _ in range(3):
+    c, t = cpu(), time.monotonic()
+    report = verify_ledger(Path(sys.argv[1]), [load_verifier(Path(sys.argv[2]))], **json.loads(sys.argv[3]))
+    took = (time.monotonic() - t, cpu() - c)
+    assert report.ok
+    best = min(best or took, took)
+print(json.dumps([str(Path(tfaudit.__file__).parent), report.records, *best]))
+"""
+
+
+def before_rows(before: Path, ledger: Path, pub: Path) -> None:
+    """verify and --chain-only by the tfaudit package in `before` and by this one, each best of 3 in-process."""
+    for what, kw in (("verify with signatures", {}), ("verify --chain-only", {"chain_only": True})):
+        got = []
+        for path in (str(before), ""):
+            env = {**os.environ, "PYTHONPATH": path} if path else dict(os.environ)
+            out = subprocess.run([sys.executable, "-c", _AB, str(ledger), str(pub), json.dumps(kw)], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            got.append(json.loads(out))
+        (old_pkg, n, old_wall, old_cpu), (new_pkg, _, wall, cpu) = got
+        assert old_pkg != new_pkg, "PYTHONPATH did not pick the older package"
+        row(f"{what}, {n:,} records, this code beside the code in {before}", f"{n / wall:,.0f} records/s "
+            f"({n / cpu:,.0f} per CPU-second)", f"before: {n / old_wall:,.0f} records/s ({n / old_cpu:,.0f} per "
+            "CPU-second)", f"{old_wall / wall:.2f} (per CPU-second {old_cpu / cpu:.2f})")
+
+
 def main() -> None:
+    before = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--before":
+        before = Path(sys.argv.pop(2)).resolve()
+        sys.argv.pop(1)
     if len(sys.argv) > 1 and sys.argv[1] == "--index-only":  # just the run index rows, on a ledger built before
         index_rows(Path(sys.argv[2]), sum(1 for _ in open(sys.argv[2], "rb")))
         return
@@ -182,6 +228,8 @@ def main() -> None:
             f"{n / ti:,.0f} records/s in-process, {n / t:,.0f}/s as a command ({t:.2f} s); "
             f"{n / ci:,.0f} per CPU-second", f"SHA-256 of each line: {sha:,.0f}/s per core x {k} = {sha * k:,.0f}/s",
             f"{n / ti / (sha * k):.2f} (per CPU-second: {n / ci / sha:.2f}; vs the target: {n / ti / 200_000:.2f})")
+        if before is not None:
+            before_rows(before, ledger, pub)
         t = best_cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger))
         row(f"report --html, {n:,} records (chain, schema)", f"{t:.2f} s", "target 2 s", f"{t / 2:.2f}")
         t = best_cli("report", "--html", str(d / "r.html"), "--ledger", str(ledger), "--public-key", str(pub))
