@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import fastjsonschema
@@ -26,9 +27,13 @@ def _judges_like_fastjsonschema(validate: object) -> None:
 
 def test_the_validator_is_compiled_once_then_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    magic = importlib.util.MAGIC_NUMBER.hex()
+    stale = tmp_path / "tfaudit" / f"record-schema-{magic}-older.marshal"  # an earlier schema's
+    stale.parent.mkdir()
+    stale.write_bytes(b"x")
     first = fast_validator(record_schema(), _schema_text())
     _judges_like_fastjsonschema(first)
-    cache = _cached(tmp_path)
+    cache = _cached(tmp_path)  # the one file: the stale one is gone
     assert cache.stat().st_mode & 0o777 == 0o600
     monkeypatch.setattr(fastjsonschema, "compile_to_code", lambda *a, **k: pytest.fail("compiled again"))
     _judges_like_fastjsonschema(fast_validator(record_schema(), _schema_text()))

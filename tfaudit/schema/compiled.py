@@ -50,6 +50,9 @@ def _store(path: Path, code: Any) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(marshal.dumps(code))
         os.replace(tmp, path)
+        for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.marshal"):
+            if old != path:
+                old.unlink(missing_ok=True)  # another schema's, for this interpreter: rebuilt if it comes back
     except OSError:
         pass  # without a cache, each run compiles the schema again
 
