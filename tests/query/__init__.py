@@ -1,0 +1,1 @@
+"""Tests of tfaudit.query: log, history and the run index."""
