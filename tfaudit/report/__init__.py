@@ -28,7 +28,9 @@ def build_report(sources: Sequence[str], verifiers: Sequence[Verifier], *, filte
 
     files = [name for name, _ in sources_for(list(sources), env)]
     with ThreadPoolExecutor(1, thread_name_prefix="tfaudit-verify") as pool:
-        checked = pool.submit(verification.statuses, files, verifiers, progress)
+        # one producer per bar: the bar follows the reading (two halves adding totals at
+        # different times made it go back from 100%); the verification overlaps it unseen
+        checked = pool.submit(verification.statuses, files, verifiers, None)
         found = runs(sources, filters, progress, env)
         return model.build(found), checked.result()
 
