@@ -179,7 +179,7 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
             console.out.write(redact_json_line(raw, lines))
             console.out.flush()
         else:
-            renderer.render(event.raw if event.type != "text" else event.message)
+            renderer.render(event.raw if event.type != "text" else event.message, raw)
 
     # With a saved plan there is no plan step: planning options go to apply, so terraform's own
     # error ("Can't set variables when applying a saved plan") reaches the user unchanged.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from tfaudit.redact import LineScrubber
+from tfaudit.ui.values import exact_outputs, outputs_text
 
 # mitchellh/colorstring's tags, as terraform's colorizer uses them
 _CODES = {"reset": "0", "bold": "1", "underline": "4", "red": "31", "green": "32", "yellow": "33",
@@ -156,39 +157,6 @@ def columns(stream: TextIO) -> int:
     return DEFAULT_COLUMNS
 
 
-def hcl_value(value: Any, indent: int = 0) -> str:
-    """A value the way terraform prints outputs: strings quoted, maps with `=`, one item a line."""
-    pad = "  " * (indent + 1)
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        width = max(len(json.dumps(str(k))) for k in value)
-        items = [f"{pad}{json.dumps(str(k)):<{width}} = {hcl_value(v, indent + 1)}" for k, v in value.items()]
-        return "{\n" + "\n".join(items) + "\n" + "  " * indent + "}"
-    if isinstance(value, list):
-        if not value:
-            return "[]"
-        return "[\n" + "\n".join(f"{pad}{hcl_value(v, indent + 1)}," for v in value) + "\n" + "  " * indent + "]"
-    if value is None:
-        return "null"
-    return json.dumps(value)
-
-
-def _outputs_text(outputs: Mapping[str, Any]) -> str:
-    lines = []
-    for name, o in sorted(outputs.items()):
-        if not isinstance(o, Mapping):
-            continue
-        if o.get("sensitive"):
-            value = "<sensitive>"
-        elif "value" in o:
-            value = hcl_value(o["value"])
-        else:
-            value = "(known after apply)"
-        lines.append(f"{name} = {value}")
-    return "\n".join(lines) + "\n"
-
-
 _START = {"create": "Creating...", "update": "Modifying...", "delete": "Destroying...", "read": "Reading..."}
 _STILL = {"create": "Still creating...", "update": "Still modifying...", "delete": "Still destroying...",
           "read": "Still reading..."}
@@ -291,7 +259,8 @@ class StreamRenderer:
             coloured = coloured.replace("%s", v.replace("%", "\0"), 1)
         self._w(self.out, coloured.replace("\0", "%") + "\n")
 
-    def render(self, msg: Mapping[str, Any] | str) -> None:
+    def render(self, msg: Mapping[str, Any] | str, line: bytes | str | None = None) -> None:
+        """`line`: the stream line `msg` was read from, for what its parsed form loses (exact numbers)."""
         if isinstance(msg, str):  # not JSON: terraform's crash output and the like
             self._w(self.out, self._scrub_line(msg.rstrip("\n"), "text") + "\n", scrubbed=True)
             return
@@ -331,7 +300,8 @@ class StreamRenderer:
         elif mtype == "change_summary":
             self._summary(msg)
         elif mtype == "outputs" and isinstance(msg.get("outputs"), Mapping) and msg["outputs"]:
-            self._w(self.out, self.color("[reset][bold][green]\nOutputs:\n\n") + _outputs_text(msg["outputs"]))
+            outputs = (exact_outputs(line) if line is not None else None) or msg["outputs"]
+            self._w(self.out, self.color("[reset][bold][green]\nOutputs:\n\n") + outputs_text(outputs))
 
     def _apply_start(self, addr: str, hook: Mapping[str, Any]) -> None:
         action = str(hook.get("action", ""))
