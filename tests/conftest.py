@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +124,64 @@ def run_tfaudit(base_env: dict[str, str]) -> Callable[..., CliResult]:
     return run
 
 
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """tfaudit's entry point called in this process: one command's (exit code, stdout, stderr)."""
+    from tfaudit.cli.app import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = main(list(args))
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+# --- a pseudo-terminal: the screen a person sees ---------------------------------------------------
+def read_terminal(master: int, idle: float = 300) -> bytes:
+    """All that reaches the pseudo-terminal of this master side until every program has closed the
+    other side (or `idle` seconds pass without a byte); closes master."""
+    out = b""
+    while select.select([master], [], [], idle)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the last descriptor of the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out
+
+
+@dataclass
+class TerminalResult:
+    returncode: int
+    drawn: str  # what reached the terminal
+    piped: str  # the other stream
+
+
+def on_a_terminal(args: list[str], *, env: dict[str, str], cwd: Path | None = None, stream: str = "stderr",
+                  timeout: float = 120) -> TerminalResult:
+    """Run the real `tfaudit` CLI with `stream` (stderr or stdout) on a pseudo-terminal, as a person
+    sees it, and the other stream captured apart."""
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile() as other:  # a file, not a pipe: a full pipe cannot stall the terminal
+        out, err = (slave, other) if stream == "stdout" else (other, slave)
+        proc = subprocess.Popen([sys.executable, "-m", "tfaudit", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+        os.close(slave)
+        drawn = read_terminal(master, timeout)
+        rc = proc.wait(timeout=timeout)
+        other.seek(0)
+        piped = other.read()
+    return TerminalResult(rc, drawn.decode("utf-8", "replace"), piped.decode("utf-8", "replace"))
+
+
 @pytest.fixture
 def keypair(tmp_path: Path) -> tuple[Path, Path]:
     from tfaudit.trail.signing import generate_keypair
@@ -149,6 +210,16 @@ class MotoServer:
         return boto3.client(service, endpoint_url=self.url, region_name=region,
                             aws_access_key_id="test", aws_secret_access_key="test")
 
+    def kms_signing_alias(self, prefix: str = "audit") -> str:
+        """A fresh ECC P-256 signing key in this server's KMS; its alias (`alias/PREFIX-<random>`)."""
+        import uuid
+
+        kms = self.client("kms")
+        key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        alias = f"alias/{prefix}-{uuid.uuid4().hex[:8]}"
+        kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+        return alias
+
     def aws_env(self) -> dict[str, str]:
         """Environment for a tfaudit subprocess that should reach this server the way boto3 does."""
         return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
@@ -171,6 +242,12 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(f"http://{host}:{port}", port)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def kms_alias(moto_server: MotoServer) -> str:
+    """A fresh KMS signing key on the session's moto server; its alias."""
+    return moto_server.kms_signing_alias()
 
 
 # --- a real PostgreSQL server: one throwaway cluster per session, a fresh database per test ----------

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfaudit import records
 from tfaudit.trail.ledger import Ledger
-from tfaudit.trail.signing import Signer
+from tfaudit.trail.signing import Signer, canonical
 from tfaudit.trail.store import LedgerStore
 
 
@@ -74,3 +75,19 @@ def add_run(ledger: Path | LedgerStore, signer: Signer, *, time: str, actor: str
             state_before=None, state_after=None)))
     (Ledger(ledger) if isinstance(ledger, Path) else ledger).append(recs, signer)
     return str(run.id)
+
+
+def ledger_lines(path: Path) -> list[bytes]:
+    """A file ledger's lines, each with its newline."""
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def edit_line(path: Path, n: int, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the record on line n (1-based; -1 is the last) in place, written back canonical, as a
+    tamperer would, with its signature as it was."""
+    lines = ledger_lines(path)
+    i = n - 1 if n > 0 else n
+    rec = json.loads(lines[i])
+    edit(rec)
+    lines[i] = canonical(rec) + b"\n"
+    path.write_bytes(b"".join(lines))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CliResult
+from conftest import CliResult, on_a_terminal
 from trail_factory import Res, add_run
 from tfaudit.trail.signing import generate_keypair, load_signer
 
@@ -105,29 +105,11 @@ def test_shell_completion_completes_commands(run_tfaudit: Callable[..., CliResul
     assert "--install-completion" in run_tfaudit("--help").stdout
 
 
-def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Run the CLI with stderr on a pseudo-terminal (as a person sees it); returns what it drew there."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tfaudit", *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=slave)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    assert proc.wait(timeout=120) == 0, out
-    os.close(master)
-    return out.decode("utf-8", "replace")
+def _drawn(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """What the CLI draws with stderr on a pseudo-terminal (as a person sees it); it must succeed."""
+    res = on_a_terminal(args, env=env, cwd=cwd)
+    assert res.returncode == 0, res.drawn
+    return res.drawn
 
 
 def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path, base_env: dict[str, str]) -> None:
@@ -138,12 +120,12 @@ def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path,
         add_run(ledger, signer, time=f"2026-11-01T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000Z",
                 resources=[Res(f"terraform_data.r{i}[{j}]", "update") for j in range(3)])
     assert ledger.stat().st_size > 256 * 1024
-    drawn = _on_a_terminal(["verify", "--ledger", str(ledger), "--public-key", str(pub)], tmp_path, base_env)
+    drawn = _drawn(["verify", "--ledger", str(ledger), "--public-key", str(pub)], tmp_path, base_env)
     assert "verifying [" in drawn and "100.0%" in drawn
-    drawn = _on_a_terminal(["export", str(ledger), "--format", "ocsf", "-o", str(tmp_path / "x.jsonl")], tmp_path, base_env)
+    drawn = _drawn(["export", str(ledger), "--format", "ocsf", "-o", str(tmp_path / "x.jsonl")], tmp_path, base_env)
     assert "exporting [" in drawn and "100.0%" in drawn
-    drawn = _on_a_terminal(["report", "--ledger", str(ledger), "--public-key", str(pub), "--html",
-                            str(tmp_path / "r.html")], tmp_path, base_env)
+    drawn = _drawn(["report", "--ledger", str(ledger), "--public-key", str(pub), "--html", str(tmp_path / "r.html")],
+                   tmp_path, base_env)
     frames = [f for f in drawn.split("\r") if "reading ledgers [" in f]
     percents = [float(f.split("%")[0].split()[-1]) for f in frames]
     # one bar for reading and verifying: it starts below 100%, never goes back, and ends at 100%
@@ -153,29 +135,14 @@ def test_progress_bars_track_verify_export_and_report_to_the_end(tmp_path: Path,
 
 def test_log_has_a_header_and_colour_on_a_terminal_and_is_plain_when_piped(trail: dict[str, Any],
                                                                          base_env: dict[str, str]) -> None:
-    import os
-    import pty
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "tfaudit", "log", "--ledger", str(trail["ledger"])]
-    piped = subprocess.run(argv, env=base_env, capture_output=True, text=True, timeout=60).stdout
+    argv = ["log", "--ledger", str(trail["ledger"])]
+    piped = subprocess.run([sys.executable, "-m", "tfaudit", *argv], env=base_env, capture_output=True, text=True,
+                           timeout=60).stdout
     assert piped.splitlines()[0].startswith("2026-11-02 10:00:00Z  bob") and "\x1b[" not in piped
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, env=base_env, stdout=slave, stderr=subprocess.DEVNULL)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    proc.wait(timeout=60)
-    os.close(master)
-    text = out.decode()
+    text = on_a_terminal(argv, env=base_env, stream="stdout", timeout=60).drawn
     assert "TIME" in text.splitlines()[0] and "OUTCOME" in text.splitlines()[0]
     assert "\x1b[32msucceeded" in text and "\x1b[33mpartial" in text
 

@@ -14,7 +14,6 @@ import json
 import os
 import pty
 import re
-import select
 import shutil
 import struct
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require_terraform
+from conftest import read_terminal, require_terraform
 
 pytestmark = [pytest.mark.slow, pytest.mark.terraform]
 
@@ -84,19 +83,7 @@ def _pty(argv: list[str], cwd: Path, env: dict[str, str], cols: int = 100) -> tu
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
-    out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 300)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
+    out = read_terminal(master, 300)
     return proc.wait(timeout=60), out.decode("utf-8", "replace")
 
 

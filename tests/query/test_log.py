@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CliResult
+from conftest import CliResult, on_a_terminal
 from trail_factory import Res, add_run
 from tfaudit.trail.signing import load_signer
 
@@ -125,26 +123,13 @@ def test_progress_bar_on_a_terminal_only(big_ledger: Path, base_env: dict[str, s
     assert piped.returncode == 0 and piped.stderr == ""
     assert len(piped.stdout.splitlines()) == 40
 
-    # stderr on a pseudo-terminal, stdout still a pipe: the bar goes to the terminal only (while the
+    # stderr on a pseudo-terminal, stdout captured apart: the bar goes to the terminal only (while the
     # whole ledger is read: here, building the run index the piped read above left behind)
     big_ledger.with_name(big_ledger.name + ".runs").unlink()
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "tfaudit", "log", str(big_ledger)], env=env,
-                            stdout=subprocess.PIPE, stderr=slave, text=True)
-    os.close(slave)
-    out, _ = proc.communicate(timeout=60)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert proc.returncode == 0
-    assert b"reading ledgers [" in seen and b"100.0%" in seen
+    res = on_a_terminal(["log", str(big_ledger)], env=env, timeout=60)
+    seen, out = res.drawn, res.piped
+    assert res.returncode == 0
+    assert "reading ledgers [" in seen and "100.0%" in seen
     assert "reading ledgers" not in out and len(out.splitlines()) == 40
 
 

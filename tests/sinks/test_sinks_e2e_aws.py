@@ -37,10 +37,7 @@ def applied(moto_server: MotoServer, _initialized: Callable[[str], Path], base_e
     s3 = moto_server.client("s3")
     bucket = f"audit-trail-{tag}"
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-    kms = moto_server.client("kms")
-    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    alias = f"alias/tfaudit-{tag}"
-    kms.create_alias(AliasName=alias, TargetKeyId=key)
+    alias = moto_server.kms_signing_alias("tfaudit")
     group = f"/tfaudit/e2e-{tag}"
     (work / ".tfaudit.hcl").write_text(f'''
 signing {{

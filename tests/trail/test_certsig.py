@@ -20,14 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trail_factory import Res, add_run  # noqa: E402
+from conftest import Cli  # noqa: E402
+from trail_factory import Res, add_run, edit_line, ledger_lines  # noqa: E402
 
-from tfaudit.cli.app import main  # noqa: E402
 from tfaudit.trail import certsig  # noqa: E402
 from tfaudit.trail.recordsig import SignatureProblem, verify_record  # noqa: E402
 from tfaudit.trail.signing import ECDSA_P256_SHA256, Verifier, canonical, key_id_for, signer_key_id  # noqa: E402
-
-Cli = Callable[..., tuple[int, str, str]]
 
 
 class _KmsLike:
@@ -57,16 +55,6 @@ class _KmsLike:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(list(args))
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return run
-
-
-@pytest.fixture
 def kms() -> _KmsLike:
     return _KmsLike()
 
@@ -79,18 +67,6 @@ def ledger(tmp_path: Path, kms: _KmsLike) -> tuple[Path, Path]:
     return path, kms.write_pub(tmp_path / "kms.pub")
 
 
-def _lines(path: Path) -> list[bytes]:
-    return path.read_bytes().splitlines(keepends=True)
-
-
-def _edit_line(path: Path, n: int, edit: Callable[[dict[str, Any]], None]) -> None:
-    lines = _lines(path)
-    rec = json.loads(lines[n - 1])
-    edit(rec)
-    lines[n - 1] = canonical(rec) + b"\n"
-    path.write_bytes(b"".join(lines))
-
-
 def test_one_certifying_signature_per_append_and_the_ledger_verifies(ledger: tuple[Path, Path], kms: _KmsLike,
                                                                        cli: Cli) -> None:
     path, pub = ledger
@@ -99,7 +75,7 @@ def test_one_certifying_signature_per_append_and_the_ledger_verifies(ledger: tup
     report = json.loads(out)
     assert rc == 0 and report["ok"] and report["records"] == 45, out
     assert report["key_ids"] == [kms.key_id]  # the KMS key, not the batch keys
-    recs = [json.loads(raw) for raw in _lines(path)]
+    recs = [json.loads(raw) for raw in ledger_lines(path)]
     sigs = [r["signature"] for r in recs]
     assert {s["v"] for s in sigs} == {3} and {s["alg"] for s in sigs} == {"ed25519"}
     certs = {json.dumps(s["cert"], sort_keys=True) for s in sigs}
@@ -112,7 +88,7 @@ def test_one_certifying_signature_per_append_and_the_ledger_verifies(ledger: tup
 def test_each_record_verifies_alone(ledger: tuple[Path, Path], kms: _KmsLike) -> None:
     path, _ = ledger
     trusted = {kms.key_id: Verifier(kms.key.public_key(), kms.key_id, "kms.pub")}
-    line = _lines(path)[20].rstrip(b"\n")
+    line = ledger_lines(path)[20].rstrip(b"\n")
     verifier, from_line = verify_record(json.loads(line), trusted, line)
     assert verifier.key_id == kms.key_id and from_line
     verifier, _ = verify_record(json.loads(line), trusted)  # without the line: the canonical form
@@ -121,7 +97,7 @@ def test_each_record_verifies_alone(ledger: tuple[Path, Path], kms: _KmsLike) ->
 
 def test_a_tampered_certificate_is_a_bad_signature_on_its_line(ledger: tuple[Path, Path], cli: Cli) -> None:
     path, pub = ledger
-    _edit_line(path, 5, lambda r: r["signature"]["cert"].update(kms_key="arn:aws:kms:us-east-1:1:key/other"))
+    edit_line(path, 5, lambda r: r["signature"]["cert"].update(kms_key="arn:aws:kms:us-east-1:1:key/other"))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and f"{path}:5: " in out and "certificate signature does not match" in out, out
     assert "bad_signature" in out
@@ -136,8 +112,8 @@ def test_a_certificate_made_by_another_key_is_refused(ledger: tuple[Path, Path],
     assert rc == 1 and f"{other_ledger}:1: " in out and "unknown_key" in out, out
     assert f"certificate is signed by key {other.key_id}, which is not among the given public keys" in out
     # the same certificate claiming the trusted key's id: its signature does not verify with that key
-    trusted_id = json.loads(_lines(path)[0])["signature"]["cert"]["key_id"]
-    _edit_line(other_ledger, 1, lambda r: r["signature"]["cert"].update(key_id=trusted_id))
+    trusted_id = json.loads(ledger_lines(path)[0])["signature"]["cert"]["key_id"]
+    edit_line(other_ledger, 1, lambda r: r["signature"]["cert"].update(key_id=trusted_id))
     rc, out, _ = cli("verify", str(other_ledger), "--public-key", str(pub))
     assert rc == 1 and f"{other_ledger}:1: " in out and "certificate signature does not match" in out, out
 
@@ -145,7 +121,7 @@ def test_a_certificate_made_by_another_key_is_refused(ledger: tuple[Path, Path],
 def test_a_record_signed_by_a_key_the_certificate_does_not_certify_is_refused(ledger: tuple[Path, Path],
                                                                               cli: Cli) -> None:
     path, pub = ledger
-    lines = _lines(path)
+    lines = ledger_lines(path)
     rec = json.loads(lines[9])
     rogue = certsig.issue(_KmsLike(), 1, 42, None)  # a valid Ed25519 key, certified by nobody we trust
     body = {k: v for k, v in rec.items() if k != "signature"}
@@ -201,16 +177,16 @@ def test_every_member_of_the_certificate_is_known_and_checked(ledger: tuple[Path
                                                               edit: Callable[[dict[str, Any]], None],
                                                               message: str) -> None:
     path, pub = ledger
-    _edit_line(path, 2, lambda r: edit(r["signature"]["cert"]))
+    edit_line(path, 2, lambda r: edit(r["signature"]["cert"]))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and f"{path}:2: " in out and message in out, (case, out)
 
 
 def test_a_version_3_signature_holds_exactly_its_members(ledger: tuple[Path, Path], cli: Cli) -> None:
     path, pub = ledger
-    _edit_line(path, 3, lambda r: r["signature"].update(kms_key="arn:x"))
-    _edit_line(path, 4, lambda r: r["signature"].pop("cert"))
-    _edit_line(path, 5, lambda r: r["signature"].update(alg="ecdsa-p256-sha256"))
+    edit_line(path, 3, lambda r: r["signature"].update(kms_key="arn:x"))
+    edit_line(path, 4, lambda r: r["signature"].pop("cert"))
+    edit_line(path, 5, lambda r: r["signature"].update(alg="ecdsa-p256-sha256"))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1, out
     assert f"{path}:3: " in out and "unknown member(s) kms_key in signature" in out
@@ -229,7 +205,7 @@ def test_version_2_records_of_the_same_key_still_verify_beside_version_3(tmp_pat
     old.key, old.key_id = kms.key, kms.key_id
     add_run(path, old, time="2026-01-02T03:04:05Z", resources=[Res("terraform_data.a")])  # type: ignore[arg-type]
     add_run(path, kms, time="2026-01-03T03:04:05Z", resources=[Res("terraform_data.a")])  # type: ignore[arg-type]
-    assert [json.loads(x)["signature"]["v"] for x in _lines(path)] == [2, 2, 2, 3, 3, 3]
+    assert [json.loads(x)["signature"]["v"] for x in ledger_lines(path)] == [2, 2, 2, 3, 3, 3]
     rc, out, _ = cli("verify", str(path), "--public-key", str(kms.write_pub(tmp_path / "kms.pub")))
     assert rc == 0 and "OK: 6 records in 2 runs" in out, out
 
@@ -271,11 +247,11 @@ def test_a_certificate_is_checked_once_per_verify(ledger: tuple[Path, Path], kms
 
     monkeypatch.setattr(Verifier, "verify", counting)
     trusted = {kms.key_id: Verifier(kms.key.public_key(), kms.key_id, "kms.pub")}
-    for raw in _lines(path):
+    for raw in ledger_lines(path):
         verify_record(json.loads(raw), trusted, raw.rstrip(b"\n"))
     assert len(checked) == 2  # two certificates, 45 records
     with pytest.raises(SignatureProblem, match="certificate signature does not match"):
-        rec = json.loads(_lines(path)[0])
+        rec = json.loads(ledger_lines(path)[0])
         rec["signature"]["cert"]["last_seq"] = 43
         verify_record(rec, trusted)
 
@@ -286,7 +262,7 @@ def test_a_plan_recorded_under_the_kms_key_is_recognised_at_apply(kms: _KmsLike,
 
     path = tmp_path / "ledger.jsonl"
     add_run(path, kms, time="2026-01-02T03:04:05Z", command="plan", resources=[Res("terraform_data.a")])  # type: ignore[arg-type]
-    rec = json.loads(_lines(path)[0])
+    rec = json.loads(ledger_lines(path)[0])
     assert rec["type"] == "plan.recorded" and rec["signature"]["v"] == 3
     assert _signed_by(rec, kms)  # type: ignore[arg-type]
     assert not _signed_by(rec, _KmsLike())  # type: ignore[arg-type]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,6 @@ def kms_digest_honoured(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def kms_key(moto_server: MotoServer) -> str:
-    kms = moto_server.client("kms")
-    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    alias = f"alias/audit-{uuid.uuid4().hex[:8]}"
-    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
-    return alias
-
-
-@pytest.fixture
 def env(moto_server: MotoServer, tmp_path: Path) -> dict[str, str]:
     return {**moto_server.aws_env(), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
@@ -57,8 +47,8 @@ def _signer(alias: str, env: dict[str, str]) -> Any:
     return KmsSigner.from_config({"kms_key_id": alias}, env)
 
 
-def test_sign_request_is_a_sha256_digest_and_moto_gap_is_refused(kms_key: str, env: dict[str, str]) -> None:
-    signer = _signer(kms_key, env)
+def test_sign_request_is_a_sha256_digest_and_moto_gap_is_refused(kms_alias: str, env: dict[str, str]) -> None:
+    signer = _signer(kms_alias, env)
     sent: list[dict[str, Any]] = []
     returned: list[bytes] = []
     signer.client.meta.events.register("provide-client-params.kms.Sign", lambda params, **_: sent.append(dict(params)))
@@ -74,9 +64,9 @@ def test_sign_request_is_a_sha256_digest_and_moto_gap_is_refused(kms_key: str, e
 
 
 def test_kms_signed_records_verify_offline_with_the_fetched_public_key(
-        kms_digest_honoured: None, kms_key: str, env: dict[str, str], tmp_path: Path,
+        kms_digest_honoured: None, kms_alias: str, env: dict[str, str], tmp_path: Path,
         run_tfaudit: Callable[..., CliResult]) -> None:
-    signer = _signer(kms_key, env)
+    signer = _signer(kms_alias, env)
     signs: list[str] = []
     signer.client.meta.events.register("before-call.kms.Sign", lambda **_: signs.append("Sign"))
     ledger = tmp_path / "ledger.jsonl"
@@ -88,7 +78,7 @@ def test_kms_signed_records_verify_offline_with_the_fetched_public_key(
     assert cert["alg"] == "ecdsa-p256-sha256" and cert["key_id"] == signer.key_id
     assert cert["kms_key"] == signer.kms_key and cert["kms_key"]
 
-    res = run_tfaudit("kms-pubkey", "--kms-key-id", kms_key, "--out", str(tmp_path / "kms.pub"), env=env)
+    res = run_tfaudit("kms-pubkey", "--kms-key-id", kms_alias, "--out", str(tmp_path / "kms.pub"), env=env)
     assert res.returncode == 0, res.output
     assert f"key id:     {signer.key_id}" in res.stdout
     assert (tmp_path / "kms.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
@@ -104,25 +94,25 @@ def test_kms_signed_records_verify_offline_with_the_fetched_public_key(
 
 
 def test_public_key_is_fetched_once_and_a_stale_cache_is_refreshed(
-        kms_digest_honoured: None, kms_key: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        kms_digest_honoured: None, kms_alias: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         moto_server: MotoServer) -> None:
     import tfaudit.trail.kms as kms_mod
 
     calls: list[str] = []
     real = kms_mod.fetch_public_key
     monkeypatch.setattr(kms_mod, "fetch_public_key", lambda client, ref: (calls.append(ref), real(client, ref))[1])
-    first = _signer(kms_key, env)
-    second = _signer(kms_key, env)
-    assert calls == [kms_key] and second.key_id == first.key_id
+    first = _signer(kms_alias, env)
+    second = _signer(kms_alias, env)
+    assert calls == [kms_alias] and second.key_id == first.key_id
     (cache,) = (Path(env["XDG_CACHE_HOME"]) / "tfaudit" / "kms").glob("*.json")
 
     # the alias now points at a new key: the cached public key is stale
     kms = moto_server.client("kms")
     new_key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    kms.update_alias(AliasName=kms_key, TargetKeyId=new_key)
+    kms.update_alias(AliasName=kms_alias, TargetKeyId=new_key)
     cached = json.loads(cache.read_text())
-    third = _signer(kms_key, env)
-    third.kms_key = kms_key  # sign through the alias, as the cached ARN of the old key would not
+    third = _signer(kms_alias, env)
+    third.kms_key = kms_alias  # sign through the alias, as the cached ARN of the old key would not
     assert third.key_id == first.key_id  # from the cache
     payload = b"payload"
     sig = third.sign(payload)

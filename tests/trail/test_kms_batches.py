@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,6 @@ def sign_calls(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> list
 
     monkeypatch.setattr(cls, attr, counted)
     return calls
-
-
-@pytest.fixture
-def kms_alias(moto_server: MotoServer) -> str:
-    kms = moto_server.client("kms")
-    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-    alias = f"alias/audit-{uuid.uuid4().hex[:8]}"
-    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
-    return alias
 
 
 @pytest.fixture

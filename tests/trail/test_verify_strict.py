@@ -18,26 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trail_factory import Res, add_run  # noqa: E402
+from conftest import Cli  # noqa: E402
+from trail_factory import Res, add_run, edit_line, ledger_lines  # noqa: E402
 
-from tfaudit.cli.app import main  # noqa: E402
 from tfaudit.trail.jsonline import MAX_DEPTH, MAX_LINE_BYTES, BadLine, LineFault, bounded_lines, parse_line  # noqa: E402
 from tfaudit.trail.ledger import Ledger  # noqa: E402
 from tfaudit.trail.signing import (  # noqa: E402
     ECDSA_P256_SHA256, P256_ORDER, canonical, generate_keypair, key_id_for, load_signer, sign_record,
 )
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(list(args))
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return run
 
 
 @pytest.fixture
@@ -50,23 +38,11 @@ def ledger(tmp_path: Path) -> tuple[Path, Path]:
     return path, pub
 
 
-def _lines(path: Path) -> list[bytes]:
-    return path.read_bytes().splitlines(keepends=True)
-
-
-def _set_last(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    lines = _lines(path)
-    rec = json.loads(lines[-1])
-    edit(rec)
-    lines[-1] = canonical(rec) + b"\n"
-    path.write_bytes(b"".join(lines))
-
-
 def test_clean_ledger_passes_with_signature_v2(ledger: tuple[Path, Path], cli: Cli) -> None:
     path, pub = ledger
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 0 and out.startswith("OK: 7 records in 2 runs"), out
-    sig = json.loads(_lines(path)[-1])["signature"]
+    sig = json.loads(ledger_lines(path)[-1])["signature"]
     assert sig["v"] == 2 and set(sig) == {"alg", "key_id", "v", "value"}
 
 
@@ -92,9 +68,9 @@ def _flip_padding_bits(rec: dict[str, Any]) -> None:
 def test_each_unsigned_byte_of_the_last_line_is_refused(ledger: tuple[Path, Path], cli: Cli, case: str,
                                                         edit: Callable[[dict[str, Any]], None], message: str) -> None:
     path, pub = ledger
-    _set_last(path, edit)
+    edit_line(path, -1, edit)
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
-    n = len(_lines(path))
+    n = len(ledger_lines(path))
     assert rc == 1, (case, out)
     assert f"{path}:{n}: " in out and message in out, (case, out)
 
@@ -106,7 +82,7 @@ def test_version_1_records_verify_only_in_their_exact_form(tmp_path: Path, cli: 
     add_run(path, signer, time="2026-01-02T03:04:05Z", resources=[Res("terraform_data.a")])
     # re-sign every line as the previous tfaudit did (signature over the record without its signature object)
     lines, prev = [], None
-    for raw in _lines(path):
+    for raw in ledger_lines(path):
         rec = json.loads(raw)
         rec.pop("signature")
         rec["chain"]["prev"] = prev
@@ -119,10 +95,10 @@ def test_version_1_records_verify_only_in_their_exact_form(tmp_path: Path, cli: 
     path.write_bytes(b"".join(lines))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 0, out
-    _set_last(path, lambda r: r["signature"].update(kms_key="arn:x"))
+    edit_line(path, -1, lambda r: r["signature"].update(kms_key="arn:x"))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and "version-1 signature with unsigned member(s) kms_key" in out, out
-    _set_last(path, lambda r: (r["signature"].pop("kms_key"), _flip_padding_bits(r)))
+    edit_line(path, -1, lambda r: (r["signature"].pop("kms_key"), _flip_padding_bits(r)))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and "not canonical base64" in out, out
 
@@ -150,7 +126,7 @@ def test_kms_signatures_bind_kms_key_and_have_one_spelling(tmp_path: Path, cli: 
     add_run(path, signer, time="2026-01-02T03:04:05Z", resources=[Res("terraform_data.a")] * 3)  # type: ignore[arg-type]
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 0, out
-    sig = json.loads(_lines(path)[-1])["signature"]
+    sig = json.loads(ledger_lines(path)[-1])["signature"]
     assert sig["kms_key"] == signer.kms_key and sig["alg"] == ECDSA_P256_SHA256
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
@@ -158,10 +134,10 @@ def test_kms_signatures_bind_kms_key_and_have_one_spelling(tmp_path: Path, cli: 
     assert s <= P256_ORDER // 2  # written low-S
     # the other spelling of the same signature (high S) is valid ECDSA, and refused
     high = base64.b64encode(encode_dss_signature(r, P256_ORDER - s)).decode()
-    _set_last(path, lambda rec: rec["signature"].update(value=high))
+    edit_line(path, -1, lambda rec: rec["signature"].update(value=high))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and "high S" in out, out
-    _set_last(path, lambda rec: rec["signature"].update(value=sig["value"], kms_key="arn:aws:kms:other"))
+    edit_line(path, -1, lambda rec: rec["signature"].update(value=sig["value"], kms_key="arn:aws:kms:other"))
     rc, out, _ = cli("verify", str(path), "--public-key", str(pub))
     assert rc == 1 and "does not match" in out, out
 
@@ -204,7 +180,7 @@ def test_a_bad_line_is_reported_with_its_number_and_verify_goes_on(ledger: tuple
                                                                     name: str) -> None:
     path, pub = ledger
     bad, kind = BAD_LINES[name]
-    lines = _lines(path)
+    lines = ledger_lines(path)
     lines.insert(2, bad + b"\n")  # a bad line in the middle: the lines after it are judged too
     path.write_bytes(b"".join(lines))
     rc, out, err = cli("verify", str(path), "--public-key", str(pub))
@@ -259,7 +235,7 @@ def test_chain_only_checks_order_without_a_key(ledger: tuple[Path, Path], cli: C
     path, _ = ledger
     rc, out, _ = cli("verify", str(path), "--chain-only")
     assert rc == 0 and "signatures NOT checked" in out and "7 lines chained" in out
-    lines = _lines(path)
+    lines = ledger_lines(path)
     lines[2], lines[3] = lines[3], lines[2]
     path.write_bytes(b"".join(lines))
     rc, out, _ = cli("verify", str(path), "--chain-only")
@@ -276,7 +252,7 @@ def test_parallel_and_single_process_reports_are_identical(tmp_path: Path) -> No
     path = tmp_path / "ledger.jsonl"
     for i in range(CHUNK_LINES // 3):  # about 1.3 chunks
         add_run(path, signer, time="2026-01-02T03:04:05Z", resources=[Res(f"terraform_data.r{i}")] * 2)
-    lines = _lines(path)
+    lines = ledger_lines(path)
     for n in (5, CHUNK_LINES + 7, len(lines) - 3):  # damage in several chunks
         lines[n] = lines[n].replace(b'"succeeded"', b'"failed"', 1) if b'"succeeded"' in lines[n] else b"{bad\n"
     lines.insert(CHUNK_LINES - 1, b'{"a":NaN}\n')
@@ -294,7 +270,7 @@ def test_a_record_too_big_for_a_line_is_refused_when_written(tmp_path: Path) -> 
     path = tmp_path / "ledger.jsonl"
     add_run(path, signer, time="2026-01-02T03:04:05Z", resources=[Res("terraform_data.a")])
     before = path.read_bytes()
-    rec = json.loads(_lines(path)[1])
+    rec = json.loads(ledger_lines(path)[1])
     rec["resource"]["after"] = {"blob": "x" * (MAX_LINE_BYTES + 10)}
     with pytest.raises(LedgerError, match="over the 16 MiB a ledger line may hold"):
         Ledger(path).append([rec], signer)
@@ -306,7 +282,7 @@ def test_torn_tail_after_a_line_that_is_not_a_record_is_reported_not_fatal(ledge
     # found by the fuzzer: the snapshot's tail search stepped back past the torn bytes and then
     # treated the damaged line before them as a writer would (exit 4) instead of reporting it
     path, pub = ledger
-    lines = _lines(path)
+    lines = ledger_lines(path)
     path.write_bytes(b"".join(lines[:-1]) + b"z" + lines[-1][1:] + b"{")
     rc, out, err = cli("verify", str(path), "--public-key", str(pub))
     n = len(lines)

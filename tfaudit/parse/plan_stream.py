@@ -138,36 +138,32 @@ class _Reader:
         self.pos += 1
 
     def members(self) -> Iterator[str]:
-        self.expect("{")
-        if self.peek() == "}":
-            self.pos += 1
-            return
-        while True:
+        """Each key of the object at the cursor, with the cursor left on its value."""
+        for _ in self._items("}"):
             if self.peek() != '"':
                 raise NotStreamable("expected a key")
             key = self.value()
             self.expect(":")
             yield key
-            c = self.peek()
-            self.pos += 1
-            if c == "}":
-                return
-            if c != ",":
-                raise NotStreamable("expected ',' or '}'")
 
     def elements(self) -> Iterator[None]:
-        self.expect("[")
-        if self.peek() == "]":
+        """Once per element of the array at the cursor, with the cursor left on it."""
+        return self._items("]")
+
+    def _items(self, close: str) -> Iterator[None]:
+        # The separators of an object ("}") or array ("]"): the caller reads each item at the yield.
+        self.expect("{" if close == "}" else "[")
+        if self.peek() == close:
             self.pos += 1
             return
         while True:
             yield None
             c = self.peek()
             self.pos += 1
-            if c == "]":
+            if c == close:
                 return
             if c != ",":
-                raise NotStreamable("expected ',' or ']'")
+                raise NotStreamable(f"expected ',' or {close!r}")
 
     def each_value(self, sink: Callable[[Any], None], text_sink: Callable[[str], None] | None = None) -> None:
         """Decode the array at the cursor element by element, handing each to sink (and,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from abc import abstractmethod
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,7 +37,30 @@ _READ_AHEAD = 1 << 20
 KEEP_DECODED = 4 << 20
 
 
-class ChangeSpool(Sequence[ResourceChange]):
+class ChangeSequence(Sequence[ResourceChange]):
+    """A sequence of resource changes that gets change i from `_at(i)` (i already in range), so a
+    subclass decodes only what is asked for; slices are lists of the changes they name."""
+
+    @abstractmethod
+    def _at(self, i: int) -> ResourceChange: ...
+
+    @overload
+    def __getitem__(self, i: int) -> ResourceChange: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[ResourceChange]: ...
+
+    def __getitem__(self, i: int | slice) -> ResourceChange | Sequence[ResourceChange]:
+        if isinstance(i, slice):
+            return [self._at(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("change index out of range")
+        return self._at(i)
+
+
+class ChangeSpool(ChangeSequence):
     """Resource changes as JSON text in a private temporary file; change i is decoded on access
     (or, while their text stays under `keep_decoded` bytes, kept decoded from the first reading)."""
 
@@ -77,19 +101,7 @@ class ChangeSpool(Sequence[ResourceChange]):
     def __len__(self) -> int:
         return len(self._ends) - 1
 
-    @overload
-    def __getitem__(self, i: int) -> ResourceChange: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[ResourceChange]: ...
-
-    def __getitem__(self, i: int | slice) -> ResourceChange | Sequence[ResourceChange]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError("change index out of range")
+    def _at(self, i: int) -> ResourceChange:
         if self._decoded is not None:
             return self._decoded[i]
         start, end = self._ends[i], self._ends[i + 1]
@@ -150,4 +162,4 @@ def _with_changes(shell: Plan, changes: Sequence[ResourceChange], drift: tuple[R
     return Plan(**fields)
 
 
-__all__ = ["ChangeSpool", "read_plan_spooled"]
+__all__ = ["ChangeSequence", "ChangeSpool", "read_plan_spooled"]

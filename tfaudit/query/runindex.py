@@ -336,16 +336,21 @@ def summaries(conn: sqlite3.Connection, view: FileView, source: str, runs: Seque
     return by_id
 
 
-def change_lines(conn: sqlite3.Connection, addresses: Iterable[str]) -> list[Line]:
-    """The lines of the records that changed these addresses, in ledger order, each once."""
-    wanted = sorted(set(addresses))
-    out: dict[int, Line] = {}
+def _rows_for(conn: sqlite3.Connection, query: str, column: str, values: Iterable[str]) -> Iterator[Any]:
+    """The rows of `query WHERE column IN (values)`, asked for the distinct values in chunks of 500
+    (well under SQLite's limit on bound parameters)."""
+    wanted = sorted(set(values))
     for i in range(0, len(wanted), 500):
         chunk = wanted[i:i + 500]
-        for pos, off, n, digest in conn.execute(
-                "SELECT DISTINCT l.pos, l.off, l.len, l.digest FROM changes c JOIN lines l ON l.pos = c.pos "
-                f"WHERE c.address IN ({','.join('?' * len(chunk))})", chunk):
-            out[pos] = (off, n, digest)
+        yield from conn.execute(f"{query} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def change_lines(conn: sqlite3.Connection, addresses: Iterable[str]) -> list[Line]:
+    """The lines of the records that changed these addresses, in ledger order, each once."""
+    out: dict[int, Line] = {}
+    for pos, off, n, digest in _rows_for(conn, "SELECT DISTINCT l.pos, l.off, l.len, l.digest FROM changes c "
+                                         "JOIN lines l ON l.pos = c.pos", "c.address", addresses):
+        out[pos] = (off, n, digest)
     return [out[p] for p in sorted(out)]
 
 
@@ -358,14 +363,10 @@ def moves(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[str, str]]]:
 
 def finished_lines(conn: sqlite3.Connection, runs: Iterable[str]) -> dict[str, Line]:
     """Each run's last run.finished line, for the runs that have one."""
-    wanted = sorted(set(runs))
     out: dict[str, Line] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        for run, off, n, digest in conn.execute(
-                "SELECT f.run, l.off, l.len, l.digest FROM finished f JOIN lines l ON l.pos = f.pos "
-                f"WHERE f.run IN ({','.join('?' * len(chunk))})", chunk):
-            out[run] = (off, n, digest)
+    for run, off, n, digest in _rows_for(conn, "SELECT f.run, l.off, l.len, l.digest FROM finished f "
+                                         "JOIN lines l ON l.pos = f.pos", "f.run", runs):
+        out[run] = (off, n, digest)
     return out
 
 

@@ -16,12 +16,12 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, overload
+from typing import Any, BinaryIO
 
 from tfaudit import records
 from tfaudit.parse.events import ApplyTracker
 from tfaudit.parse.plan import Plan, ResourceChange
-from tfaudit.parse.spool import KEEP_DECODED, ChangeSpool, read_plan_spooled
+from tfaudit.parse.spool import KEEP_DECODED, ChangeSequence, ChangeSpool, read_plan_spooled
 from tfaudit.parse.state import State
 from tfaudit.redact import Redactor
 from tfaudit.run import outcomes
@@ -29,7 +29,7 @@ from tfaudit.run.gates import RunAnalysis
 from tfaudit.schema import RecordType
 
 
-class Picked(Sequence[ResourceChange]):
+class Picked(ChangeSequence):
     """The changes of `base` at `indices` (in order), decoded when asked."""
 
     def __init__(self, base: Sequence[ResourceChange], indices: Sequence[int]) -> None:
@@ -39,15 +39,7 @@ class Picked(Sequence[ResourceChange]):
     def __len__(self) -> int:
         return len(self._indices)
 
-    @overload
-    def __getitem__(self, i: int) -> ResourceChange: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[ResourceChange]: ...
-
-    def __getitem__(self, i: int | slice) -> ResourceChange | Sequence[ResourceChange]:
-        if isinstance(i, slice):
-            return [self._base[j] for j in self._indices[i]]
+    def _at(self, i: int) -> ResourceChange:
         return self._base[self._indices[i]]
 
     def __iter__(self) -> Iterator[ResourceChange]:
