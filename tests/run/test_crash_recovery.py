@@ -135,3 +135,20 @@ def test_the_next_apply_finishes_a_killed_run_before_its_own(crash: dict[str, An
     assert not [r for r in recs if r["type"] == "state.out_of_band"]
     ok = tfaudit("verify", ".tfaudit/ledger.jsonl", "--public-key", str(crash["pub"]))
     assert ok.returncode == 0, ok.output
+
+
+def test_recovery_checks_a_killed_apply_against_its_state_out_file(crash: dict[str, Any]) -> None:
+    """-state/-state-out: the journal names the file terraform writes; recovery reads that one."""
+    path, tfaudit = crash["path"], crash["tfaudit"]
+    tf_pid, _ = _kill_mid_apply(path, crash["env"], "-var=n=20", "-state=in.tfstate", "-state-out=out.tfstate")
+    _wait_for("terraform to finish on its own", lambda: not _alive(tf_pid), timeout=180)
+    res = tfaudit("recover")
+    assert res.returncode == 0, res.output
+    recs = read_ledger(path / ".tfaudit" / "ledger.jsonl")
+    assert {r["resource"]["status"] for r in recs if r["type"] == "resource.changed"} == {"succeeded"}
+    outcome = [r for r in recs if r["type"] == "run.finished"][0]["outcome"]
+    assert outcome["status"] == "succeeded" and outcome["counts"]["succeeded"] == 23
+    written = json.loads((path / "out.tfstate").read_text())
+    assert (outcome["state"]["after"]["serial"], outcome["state"]["after"]["lineage"]) == (
+        written["serial"], written["lineage"])
+    assert not (path / "terraform.tfstate").exists() and not (path / "in.tfstate").exists()

@@ -12,7 +12,7 @@ import pytest
 from conftest import require_terraform
 from tfaudit.run.outofband import state_identity
 from tfaudit.terraform.binary import Terraform, detect
-from tfaudit.terraform.localstate import read_local_state
+from tfaudit.terraform.localstate import override_path, read_local_state, read_state_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.terraform]
 
@@ -79,3 +79,22 @@ def test_whenever_unsure_terraform_is_asked(
     else:
         tf = Terraform(tf.path, "tofu", tf.version, None, tf.env)  # its state may be encrypted at rest
     assert read_local_state(tf) is None
+
+
+def test_a_state_flag_file_is_read_itself_with_the_local_backend_only(
+        tf_workdir: Callable[[str], Path], base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tf_workdir("noop")
+    _tf(["apply", "-auto-approve", "-state=other.tfstate"], d, base_env)
+    monkeypatch.chdir(d)
+    tf = _terraform(d, base_env)
+    other = d / "other.tfstate"
+    assert override_path(tf, other) == other and state_identity(tf, other) == f"local:{other}"
+    assert override_path(tf, d / "terraform.tfstate") is None  # the backend's own file reads as always
+    assert read_state_file(tf, other) == other.read_bytes() + b"\n"  # as `state pull` would print it
+    assert read_state_file(tf, d / "none.tfstate") == b""  # terraform starts from an empty state there
+    older = d / "older.tfstate"  # no terraform command reads it: its bytes as they are
+    older.write_text(other.read_text().replace(f'"terraform_version": "{tf.version}"', '"terraform_version": "1.5.7"'))
+    assert read_state_file(tf, older) == older.read_bytes()
+    # terraform ignores -state with another backend: so does tfaudit
+    (d / "backend.tf").write_text('terraform {\n  backend "s3" {\n    bucket = "b"\n  }\n}\n')
+    assert override_path(tf, other) is None

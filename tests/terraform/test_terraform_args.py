@@ -8,7 +8,7 @@ import pytest
 
 from tfaudit.errors import TerraformNotFound
 from tfaudit.terraform.args import (drift_conflict, extract_chdir, own_option, parse_command_line, plan_out,
-                                    positionals, split_args)
+                                    positionals, split_args, state_flags)
 from tfaudit.terraform.binary import find_binary
 
 
@@ -190,3 +190,20 @@ def test_unknown_flags_and_the_probe_argv() -> None:
     assert probe_argv(["apply"], ["-nope", "plan.tfplan", "-var", "x=1"], "-probe") == \
         ["apply", "-nope", "-var", "x=1", "-probe", "plan.tfplan"]
     assert dangling_value_flag(["-auto-approve", "-var"]) and not dangling_value_flag(["-var", "x=1"])
+
+
+@pytest.mark.parametrize(("command", "args", "files"), [
+    ("apply", ["-auto-approve"], (None, None)),
+    ("apply", ["-state=a.tfstate"], ("a.tfstate", "a.tfstate")),
+    ("apply", ["-state", "a.tfstate", "--state-out", "b.tfstate", "-backup=c"], ("a.tfstate", "b.tfstate")),
+    ("destroy", ["-state-out=b.tfstate"], (None, "b.tfstate")),  # reads the backend's own state
+    ("apply", ["-state=a", "-state=b"], ("b", "b")),  # the last one counts, as in terraform
+    ("apply", ["-state="], (None, None)),  # empty: terraform's default
+    ("plan", ["-state=a", "-state-out=b"], ("a", "a")),  # plan writes no state
+    ("drift", ["-state=a"], ("a", "a")),
+    ("state mv", ["-state=a", "-state-out=b", "x", "y"], ("a", "a")),  # -state-out: where moved ones go
+    ("taint", ["-state=a", "-state-out=b", "x"], ("a", "b")),
+])
+def test_state_flags_name_the_state_read_and_the_state_left(command: str, args: list[str],
+                                                            files: tuple[str | None, str | None]) -> None:
+    assert state_flags(command, args) == files

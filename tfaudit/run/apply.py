@@ -25,7 +25,6 @@ from tfaudit.run import changes as changes_mod
 from tfaudit.run import gates, outcomes
 from tfaudit.run.journal import journal_dir
 from tfaudit.run.noop import apply_events
-from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
 from tfaudit.schema import RecordType
@@ -210,7 +209,7 @@ def _finish(run: RecordedRun, plan: Plan, changes: Sequence[ResourceChange], tra
     a time as the ledger takes them (tfaudit.run.changes)."""
     session = run.session
     interrupted = run.interrupted
-    state_after = load_state(session.tf)
+    state_after = run.load_state_after()
     counts = outcomes.counts(())
 
     def closing() -> Iterator[dict[str, Any]]:

@@ -31,7 +31,8 @@ from tfaudit.terraform.args import SplitArgs, flag_name
 from tfaudit.terraform.binary import Terraform
 from tfaudit.terraform.localstate import read_local_state
 
-# apply options that change nothing when nothing is applied
+# apply options that change nothing when nothing is applied (-state, -state-out, -backup name other
+# state files than the one compared below: terraform applies)
 _HARMLESS = frozenset({"input", "no-color", "parallelism", "lock", "lock-timeout", "compact-warnings"})
 _OTHER_MODES = frozenset({"refresh-only", "destroy"})
 _VERSIONS = ("1.11.",)

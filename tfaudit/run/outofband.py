@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tfaudit import records
@@ -24,7 +25,7 @@ from tfaudit.logs import get_logger
 from tfaudit.parse.state import State, parse_state
 from tfaudit.schema import RecordType
 from tfaudit.terraform.binary import Terraform
-from tfaudit.terraform.localstate import local_path, read_local_state, recorded_backend
+from tfaudit.terraform.localstate import local_path, override_path, read_local_state, read_state_file, recorded_backend
 from tfaudit.trail.jsonline import BadLine, parse_line
 from tfaudit.trail.store import LedgerStore
 
@@ -39,10 +40,14 @@ _LOCATION_KEYS = ("bucket", "key", "prefix", "workspace_key_prefix", "region", "
                   "workspaces", "address", "schema_name", "namespace", "secret_suffix")
 
 
-def state_identity(tf: Terraform) -> str | None:
+def state_identity(tf: Terraform, path: Path | None = None) -> str | None:
     """Which state this working directory's terraform reads and writes: the backend type and its
     location (local: the state file's absolute path; others: bucket, key, prefix, ...), so runs
-    from two checkouts of one configuration find each other's records. None when unknown."""
+    from two checkouts of one configuration find each other's records. None when unknown.
+    `path`: a -state/-state-out file (tfaudit.terraform.localstate.StateFiles)."""
+    override = override_path(tf, path)
+    if override is not None:
+        return "local:" + str(override)
     backend = recorded_backend(tf)
     path = local_path(tf, backend)
     if path is not None:
@@ -55,9 +60,16 @@ def state_identity(tf: Terraform) -> str | None:
     return f"{backend['type']}:" + json.dumps(where, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def read_state(tf: Terraform) -> tuple[bool, State | None]:
-    """(whether terraform could say what the state is, the state or None when there is none)."""
-    raw = read_local_state(tf)  # the local backend's file, when it is surely what `state pull` prints
+def read_state(tf: Terraform, path: Path | None = None) -> tuple[bool, State | None]:
+    """(whether terraform could say what the state is, the state or None when there is none).
+    `path`: a -state/-state-out file, read itself (`state pull` reads the backend's own)."""
+    override = override_path(tf, path)
+    if override is not None:
+        raw = read_state_file(tf, override)
+        if raw is None:
+            return False, None
+    else:
+        raw = read_local_state(tf)  # the local backend's file, when it is surely what `state pull` prints
     if raw is None:
         res = tf.capture(["state", "pull"])
         if not res.ok:
@@ -68,7 +80,7 @@ def read_state(tf: Terraform) -> tuple[bool, State | None]:
     if _last_parsed and _last_parsed[0][0] == raw:
         return True, _last_parsed[0][1]  # the state after a run that changed nothing: parsed before
     try:
-        state = parse_state(raw, source="terraform state pull")
+        state = parse_state(raw, source=str(override) if override is not None else "terraform state pull")
     except Exception as e:  # noqa: BLE001 - an unreadable state must not stop the audited command
         log.warning("state.unreadable", error=str(e)[:200])
         return False, None
@@ -81,8 +93,8 @@ def read_state(tf: Terraform) -> tuple[bool, State | None]:
 _last_parsed: list[tuple[bytes, State]] = []
 
 
-def load_state(tf: Terraform) -> State | None:
-    return read_state(tf)[1]
+def load_state(tf: Terraform, path: Path | None = None) -> State | None:
+    return read_state(tf, path)[1]
 
 
 # --- what the ledger last saw ---------------------------------------------------------------
@@ -201,15 +213,17 @@ def compare(expected: KnownState, current: State | None) -> OutOfBand | None:
     return OutOfBand(expected, now, tuple(reasons))
 
 
-def check_out_of_band(store: LedgerStore, tf: Terraform, current: State | None) -> OutOfBand | None:
-    """Compare the current state with the ledger's; None when they agree or the ledger knows nothing yet."""
-    expected = last_known_state(store, str(tf.working_dir), tf.workspace(), state_identity(tf))
+def check_out_of_band(store: LedgerStore, tf: Terraform, current: State | None,
+                      path: Path | None = None) -> OutOfBand | None:
+    """Compare the current state with the ledger's; None when they agree or the ledger knows nothing
+    yet. `path`: the -state file the current state was read from."""
+    expected = last_known_state(store, str(tf.working_dir), tf.workspace(), state_identity(tf, path))
     if expected is None:
         return None
     if current is None and expected.state is not None:
         # "no state" must be a state terraform says is empty, not one it could not read
         # (an uninitialized directory, a backend without credentials): never guess.
-        known, current = read_state(tf)
+        known, current = read_state(tf, path)
         if not known:
             return None
     return compare(expected, current)

@@ -32,6 +32,7 @@ from tfaudit.run.recover import recover
 from tfaudit.run.session import Session
 from tfaudit.schema import RecordType
 from tfaudit.terraform import proc as _proc
+from tfaudit.terraform.localstate import StateFiles
 
 
 @dataclass
@@ -43,6 +44,7 @@ class RecordedRun:
     fwd: _proc.SignalForwarder
     run_id: records.RunId = field(default_factory=lambda: records.RunId(records.new_id()))
     t0: float = field(default_factory=time.monotonic)
+    state_files: StateFiles = field(default_factory=StateFiles)  # -state / -state-out, if given
     state_before: State | None = None
     _info: records.RunInfo | None = None
     _journal: Journal | None = None
@@ -56,14 +58,19 @@ class RecordedRun:
         return time.monotonic() - self.t0
 
     def info(self, *, plan_sha256: str | None = None, plan_file: str | None = None) -> records.RunInfo:
-        """The run's RunInfo, made once: the first call fixes it (give the plan when there is one)."""
+        """The run's RunInfo, made once: the first call fixes it (give the plan when there is one).
+        Its state is the one the run leaves (-state-out), which the next run's check looks up."""
         if self._info is None:
             tf, inv = self.session.tf, self.session.inv
             self._info = records.RunInfo(
                 id=self.run_id, command=self.command, args=tuple(self.session.redactor.argv(inv.tf_args)),
                 tool=tf.tool, tool_version=tf.version, workspace=tf.workspace(), working_dir=str(tf.working_dir),
-                plan_sha256=plan_sha256, plan_file=plan_file, state_id=state_identity(tf))
+                plan_sha256=plan_sha256, plan_file=plan_file, state_id=state_identity(tf, self.state_files.written))
         return self._info
+
+    def load_state_after(self) -> State | None:
+        """The state the command left: the -state-out (or -state) file, else the backend's."""
+        return load_state(self.session.tf, self.state_files.written)
 
     def record(self, rtype: str, **body: Any) -> dict[str, Any]:
         """A record of this run (its RunInfo must be fixed first, see `info`)."""
@@ -93,7 +100,8 @@ class RecordedRun:
         self._meta = {
             "run_id": self.run_id, "ledger": session.store.url, "tfaudit_pid": os.getpid(), "terraform_pid": None,
             "run": self.info().as_dict(), "actor": session.actor, "state_before": records.state_ref(self.state_before),
-            "tf": {"path": tf.path, "tool": tf.tool, "version": tf.version, "chdir": str(tf.working_dir)},
+            "tf": {"path": tf.path, "tool": tf.tool, "version": tf.version, "chdir": str(tf.working_dir),
+                   "state_file": str(self.state_files.written) if self.state_files.written else None},
             "changes_file": journal.changes_path.name,
         }
         try:
@@ -125,10 +133,12 @@ def _record_out_of_band(run: RecordedRun) -> OutOfBand | None:
     """
     session = run.session
     Policy.from_config(session.config)  # a waiver naming no rule fails here, before terraform runs
-    oob = check_out_of_band(session.store, session.tf, run.state_before)
+    read = run.state_files.read
+    oob = check_out_of_band(session.store, session.tf, run.state_before, read)
     if oob is None:
         return None
-    provisional = RecordedRun(session, run.command, run.fwd, run.run_id, run.t0)  # its info has no plan yet
+    # its info has no plan yet, and names the state observed (-state), not the one the run will leave
+    provisional = RecordedRun(session, run.command, run.fwd, run.run_id, run.t0, StateFiles(read, read))
     findings = gates.finding_dicts(gates.out_of_band_findings(oob, session.config), session.redactor.scrub)
     rec = provisional.record(RecordType.STATE_OUT_OF_BAND, detail=oob.detail(), findings=findings)
     session.store.append([rec], session.signer)
@@ -148,7 +158,7 @@ def recorded_run(session: Session, command: str) -> Iterator[RecordedRun]:
     signals forwarded to terraform."""
     recover_unfinished(session)
     with _proc.forwarding_signals() as fwd:
-        run = RecordedRun(session, command, fwd)
-        run.state_before = load_state(session.tf)
+        run = RecordedRun(session, command, fwd, state_files=StateFiles.of(session.tf, command, session.inv.tf_args))
+        run.state_before = load_state(session.tf, run.state_files.read)
         _record_out_of_band(run)
         yield run

@@ -16,6 +16,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tfaudit import records
@@ -110,7 +111,8 @@ def _state_after(session: Session, meta: Mapping[str, Any]) -> State | None:
     tf_meta = meta.get("tf") or {}
     tf = Terraform(str(tf_meta.get("path")), str(tf_meta.get("tool") or "terraform"), tf_meta.get("version"),
                    tf_meta.get("chdir"), session.env)
-    return load_state(tf)
+    state_file = tf_meta.get("state_file")  # the -state-out (or -state) file its apply wrote
+    return load_state(tf, Path(state_file) if isinstance(state_file, str) else None)
 
 
 def _in_state(state: State | None) -> dict[str, bool]:

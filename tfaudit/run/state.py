@@ -14,7 +14,6 @@ from typing import Any
 from tfaudit import records
 from tfaudit.errors import UsageError
 from tfaudit.parse.state import State
-from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
 from tfaudit.schema import RecordType
@@ -63,7 +62,7 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
     with recorded_run(session, command) as run:
         before = run.state_before
         rc = tf.run([*subcommand, *inv.tf_args], forwarder=run.fwd)
-        after = load_state(tf)
+        after = run.load_state_after()
         detail = {
             "command": command,
             "exit_code": rc,

@@ -125,6 +125,20 @@ def plan_out(args: Sequence[str]) -> str | None:
     return flag_value(args, "out")
 
 
+# Commands whose -state-out is no file for the state they change: plan and drift write no state,
+# `state mv -state-out` is where the moved resources go (the source, -state, is changed too).
+_STATE_OUT_ELSEWHERE = frozenset({"plan", "drift", "state mv"})
+
+
+def state_flags(command: str, args: Sequence[str]) -> tuple[str | None, str | None]:
+    """The state files the local backend's legacy flags name for `command` (as written; None: the
+    backend's own): the one terraform reads (-state), the one it leaves (-state-out, else -state)."""
+    read = flag_value(args, "state") or None
+    if command in _STATE_OUT_ELSEWHERE:
+        return read, read
+    return read, flag_value(args, "state-out") or read
+
+
 def drift_conflict(args: Sequence[str]) -> str | None:
     """The first flag `tfaudit drift` sets itself that the user gave too, as written (-out, ...)."""
     for name, group in groups(args):

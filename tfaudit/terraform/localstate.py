@@ -16,15 +16,22 @@ the ledger's, so a different spelling would look like an out-of-band change):
 No state file in the default workspace reads as `state pull` prints it: nothing. Anything else
 (another backend, a workspace without a state file, an older terraform's file, a hand-written
 one) returns None, and the caller asks terraform.
+
+The local backend's legacy flags `-state=PATH` and `-state-out=PATH` move terraform to another
+file (in every workspace; other backends ignore them). `terraform state pull` takes neither, so
+that file is read here whatever its form (`StateFiles`, `override_path`, `read_state_file`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from tfaudit.terraform.args import state_flags
 
 _BACKEND_BLOCK = re.compile(rb'(?m)^\s*backend\s+"?([A-Za-z0-9_-]+)"?\s*\{')
 _CLOUD_BLOCK = re.compile(rb"(?m)^\s*cloud\s*\{")
@@ -97,6 +104,14 @@ def _declares_only_local(working_dir: Path, recorded: bool) -> bool:
     return True
 
 
+def _pull_form(data: bytes, version: str) -> bytes | None:
+    """`data` as `state pull` prints it, when it is in the form this terraform version writes."""
+    head = b'{\n  "version": 4,\n  "terraform_version": "' + version.encode() + b'",\n'
+    if not data.startswith(head) or not data.endswith(b"\n}\n"):
+        return None
+    return data + b"\n"
+
+
 def read_local_state(tf: _Tf) -> bytes | None:
     """What `terraform state pull` would print, read from the local state file; None when unsure."""
     if tf.tool != "terraform" or not tf.version:
@@ -112,7 +127,49 @@ def read_local_state(tf: _Tf) -> bytes | None:
         return b"" if tf.workspace() == "default" else None
     except OSError:
         return None  # unreadable: terraform says why
-    head = b'{\n  "version": 4,\n  "terraform_version": "' + tf.version.encode() + b'",\n'
-    if not data.startswith(head) or not data.endswith(b"\n}\n"):
+    return _pull_form(data, tf.version)
+
+
+# --- -state / -state-out: the local backend's legacy flags ------------------------------------
+@dataclass(frozen=True)
+class StateFiles:
+    """The state files one command's -state/-state-out name (absolute), None for the backend's own:
+    `read` is the state terraform starts from, `written` the one it leaves."""
+
+    read: Path | None = None
+    written: Path | None = None
+
+    @classmethod
+    def of(cls, tf: _Tf, command: str, args: Sequence[str]) -> StateFiles:
+        read, written = state_flags(command, args)
+        return cls(_absolute(tf, read), _absolute(tf, written))
+
+
+def _absolute(tf: _Tf, path: str | None) -> Path | None:
+    return None if path is None else (tf.working_dir / path).resolve()  # terraform: relative to -chdir
+
+
+def override_path(tf: _Tf, path: Path | None) -> Path | None:
+    """`path` (from -state or -state-out) when terraform uses it instead of the backend's own file:
+    a local backend (terraform ignores the flags with any other) and another file than the
+    backend's (that one reads as always)."""
+    if path is None:
         return None
-    return data + b"\n"
+    backend = recorded_backend(tf)
+    own = local_path(tf, backend)
+    if own is None or own == path or not _declares_only_local(tf.working_dir, backend is not None):
+        return None
+    return path
+
+
+def read_state_file(tf: _Tf, path: Path) -> bytes | None:
+    """A -state file's state: as `state pull` would print it when this terraform wrote it, else its
+    bytes (no terraform command reads it); nothing when it does not exist (terraform starts from an
+    empty state there); None when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError:
+        return None
+    return (_pull_form(data, tf.version) if tf.version else None) or data
