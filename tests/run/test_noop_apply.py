@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import read_ledger, require_terraform
-from tfaudit.parse.plan import parse_plan
+from tfaudit.parse.plan import Plan, parse_plan
 from tfaudit.run import apply as apply_mod
 from tfaudit.run import noop
 from tfaudit.terraform.args import split_args
@@ -74,16 +74,23 @@ def test_the_events_shown_are_those_terraform_prints_applying_the_plan(
 
 
 def _apply_in_process(d: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, fast: bool,
-                      args: list[str]) -> list[bytes] | None:
-    """`tfaudit apply ARGS` in this process (to watch or turn off the fast path); what the fast path gave."""
+                      args: list[str]) -> tuple[list[bytes] | None, bool]:
+    """`tfaudit apply ARGS` in this process (to watch or turn off the fast paths): the events the
+    no-apply path gave, and whether the plan was read from the plan file (no `terraform show`)."""
     from tfaudit.cli.app import main
 
     seen: list[list[bytes] | None] = []
-    real = noop.apply_events
+    read: list[bool] = []
+    real_events, real_unchanged = noop.apply_events, noop.unchanged_plan
 
-    def spy(*a: Any, **k: Any) -> list[bytes] | None:
-        seen.append(real(*a, **k) if fast else None)
+    def events(*a: Any, **k: Any) -> list[bytes] | None:
+        seen.append(real_events(*a, **k) if fast else None)
         return seen[-1]
+
+    def unchanged(*a: Any, **k: Any) -> Plan | None:
+        plan = real_unchanged(*a, **k) if fast else None
+        read.append(plan is not None)
+        return plan
 
     with monkeypatch.context() as m:
         m.chdir(d)
@@ -91,26 +98,32 @@ def _apply_in_process(d: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPa
             m.delenv(k)
         for k, v in env.items():
             m.setenv(k, v)
-        m.setattr(apply_mod, "apply_events", spy)
+        m.setattr(apply_mod, "apply_events", events)
+        m.setattr(apply_mod, "unchanged_plan", unchanged)
         assert main(["apply", *args]) == 0
-    assert len(seen) == 1
-    return seen[0]
+    assert len(seen) == 1 and len(read) == 1
+    return seen[0], read[0]
 
 
+@pytest.mark.parametrize("fixture", ["noop", "noop-plain"])
 @pytest.mark.parametrize("args", [["-auto-approve"], ["-auto-approve", "-json"], []], ids=["plain", "json", "prompt"])
 def test_a_run_with_nothing_to_apply_records_what_it_recorded_when_terraform_applied_it(
         tf_workdir: Callable[[str], Path], base_env: dict[str, str], keypair: tuple[Path, Path],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
-    d = tf_workdir("noop")
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], fixture: str) -> None:
+    """noop marks values sensitive: its plan is shown by terraform (the secrets are learned from the
+    JSON); noop-plain marks nothing sensitive: its plan is read from the plan file."""
+    d = tf_workdir(fixture)
     env = {**base_env, "TFAUDIT_SIGNING_KEY": str(keypair[0])}
     _terraform(["apply", "-auto-approve"], d, base_env)
     state = d / "terraform.tfstate"
     before = state.stat().st_mtime_ns, state.read_bytes()
-    assert _apply_in_process(d, env, monkeypatch, fast=False, args=args) is None  # terraform applies it
+    assert _apply_in_process(d, env, monkeypatch, fast=False, args=args) == (None, False)  # terraform applies it
     assert state.read_bytes() == before[1] and state.stat().st_mtime_ns != before[0]  # rewritten, unchanged
     slow_screen = capsys.readouterr()
     mtime = state.stat().st_mtime_ns
-    assert _apply_in_process(d, env, monkeypatch, fast=True, args=args) is not None  # tfaudit shows it
+    shown, from_file = _apply_in_process(d, env, monkeypatch, fast=True, args=args)
+    assert shown is not None  # tfaudit shows it
+    assert from_file is (fixture == "noop-plain")
     assert state.read_bytes() == before[1] and state.stat().st_mtime_ns == mtime  # terraform did not run
     fast_screen = capsys.readouterr()
 
@@ -123,13 +136,17 @@ def test_a_run_with_nothing_to_apply_records_what_it_recorded_when_terraform_app
     assert [r["type"] for r in fast] == ["run.started", "run.finished"]
     assert fast == slow
     assert fast[0]["plan"]["resource_drift"] == [] and fast[1]["outcome"]["status"] == "succeeded"
+    assert fast[0]["plan"]["format_version"] == "1.2"
     if "-json" in args:
         key = json.dumps  # refresh events come in parallel: compare them as multisets
         assert sorted(map(key, _events(fast_screen.out))) == sorted(map(key, _events(slow_screen.out)))
         assert [e["type"] for e in _events(fast_screen.out)][-2:] == ["change_summary", "outputs"]
     else:  # the same lines (terraform refreshes resources in parallel: their order varies)
         assert sorted(fast_screen.out.splitlines()) == sorted(slow_screen.out.splitlines())
-        assert fast_screen.out.endswith("<sensitive>\n")
+        last = fast_screen.out.splitlines()[-1]  # outputs come last, sorted by name
+        assert last == "secret = <sensitive>" if fixture == "noop" else last.startswith("plain = ")
+    slow_id, fast_id = list(runs)
+    assert fast_screen.err == slow_screen.err.replace(slow_id[:8], fast_id[:8])
     assert "hunter2-noop" not in json.dumps(recs) + fast_screen.out + fast_screen.err
 
 
@@ -155,6 +172,6 @@ def test_check_results_are_applied_by_terraform(
     (d / "check.tf").write_text('check "sane" {\n  assert {\n    condition     = var.gen > 0\n'
                                 '    error_message = "gen must be positive"\n  }\n}\n')
     _terraform(["apply", "-auto-approve"], d, base_env)
-    assert _apply_in_process(d, env, monkeypatch, fast=True, args=["-auto-approve"]) is None
+    assert _apply_in_process(d, env, monkeypatch, fast=True, args=["-auto-approve"]) == (None, False)
     recs = read_ledger(d / ".tfaudit" / "ledger.jsonl")
     assert recs[0]["plan"]["checks"] == [{"address": "check.sane", "kind": "check", "status": "pass", "problems": []}]

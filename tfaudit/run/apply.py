@@ -24,7 +24,7 @@ from tfaudit.redact import LineScrubber
 from tfaudit.run import changes as changes_mod
 from tfaudit.run import gates, outcomes
 from tfaudit.run.journal import journal_dir
-from tfaudit.run.noop import apply_events
+from tfaudit.run.noop import apply_events, unchanged_plan
 from tfaudit.run.recorded import RecordedRun, recorded_run
 from tfaudit.run.session import Invocation, Session, open_session
 from tfaudit.schema import RecordType
@@ -113,10 +113,16 @@ def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
     session = run.session
     if run.state_before is not None:  # from here on only its digests are recorded: its values may go
         run.state_before = run.state_before.without_values()
-    spool_dir = journal_dir(session.local_dir)
-    spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    read = changes_mod.read_plan(session.tf.show_json(step.path), f"terraform show -json {step.path}",
-                                 session.redactor, spool_dir)
+    # nothing to apply, read from the plan file itself: no `terraform show -json` (tfaudit.run.noop)
+    unchanged = None if step.saved or run.command != "apply" else unchanged_plan(
+        session.tf, step.abs_path, split, diagnosed=step.diagnosed)
+    if unchanged is not None:
+        read = changes_mod.PlanRead(unchanged, ())
+    else:
+        spool_dir = journal_dir(session.local_dir)
+        spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        read = changes_mod.read_plan(session.tf.show_json(step.path), f"terraform show -json {step.path}",
+                                     session.redactor, spool_dir)
     try:
         return _apply_read(run, split, step, read)
     finally:

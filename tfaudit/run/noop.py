@@ -16,6 +16,9 @@ tfaudit renders from them), only when it is sure the apply would change nothing:
   byte) and holds no output value with a fraction (its spelling is terraform's own).
 
 Otherwise terraform applies the plan as usual.
+
+When the plan file itself shows such a plan and nothing sensitive in it (tfaudit.parse.planfile),
+`terraform show -json` is not started either: the plan is read from the file.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tfaudit.parse import planfile
 from tfaudit.parse.plan import Plan, plan_checks
 from tfaudit.terraform.args import SplitArgs, flag_name
 from tfaudit.terraform.binary import Terraform
@@ -54,17 +58,27 @@ def nothing_to_apply(plan: Plan) -> bool:
             and all(o.actions == ("no-op",) for o in plan.output_changes))
 
 
+def _may_skip(tf: Terraform, split: SplitArgs, diagnosed: bool) -> bool:
+    """Whether this run could skip terraform's apply at all: the terraform, options and plan step."""
+    if diagnosed or not (tf.tool == "terraform" and (tf.version or "").startswith(_VERSIONS)):
+        return False
+    if any(flag_name(a) not in _HARMLESS for a in split.apply if flag_name(a) is not None):
+        return False
+    # a refresh-only or destroy plan ends with other words
+    return not any(flag_name(a) in _OTHER_MODES for a in split.plan)
+
+
+def unchanged_plan(tf: Terraform, plan_file: Path, split: SplitArgs, *, diagnosed: bool) -> Plan | None:
+    """tfaudit's own plan read from the plan file itself, without `terraform show -json`, when it
+    surely changes nothing and marks nothing sensitive (tfaudit.parse.planfile); None: show it."""
+    return planfile.unchanged_plan(plan_file) if _may_skip(tf, split, diagnosed) else None
+
+
 def apply_events(tf: Terraform, plan: Plan, plan_file: Path, split: SplitArgs, *,
                  diagnosed: bool) -> list[bytes] | None:
     """The `-json` lines `terraform apply PLANFILE` would print for this plan, when it is sure that
     apply would change nothing (see the module's doc); None: let terraform apply it."""
-    if diagnosed or not (tf.tool == "terraform" and (tf.version or "").startswith(_VERSIONS)):
-        return None
-    if any(flag_name(a) not in _HARMLESS for a in split.apply if flag_name(a) is not None):
-        return None
-    if any(flag_name(a) in _OTHER_MODES for a in split.plan):
-        return None  # a refresh-only or destroy plan ends with other words
-    if not nothing_to_apply(plan):
+    if not _may_skip(tf, split, diagnosed) or not nothing_to_apply(plan):
         return None
     try:
         with zipfile.ZipFile(plan_file) as z:
