@@ -31,8 +31,13 @@ from tfaudit.schema import RecordType
 from tfaudit.terraform.args import SplitArgs, split_args
 from tfaudit.terraform.binary import Terraform, sha256_file
 from tfaudit.ui.console import Console
-from tfaudit.ui.saved_plan import SavedPlanNote
+from tfaudit.ui.saved_plan import SavedPlanNote, diagnostic_summary
 from tfaudit.ui.stream import StreamRenderer, redact_json_line
+
+
+# diagnostics terraform apply shows once although tfaudit's plan and apply steps both give them
+_CHECKED_AGAIN = frozenset({"Warning: Check block assertion failed"})  # the apply's result stands
+_PLAN_WARNINGS = frozenset({"Value for undeclared variable", "Values for undeclared variables"})  # the plan's
 
 
 def load_plan(tf: Terraform, plan_path: str) -> Plan:
@@ -95,18 +100,39 @@ def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: l
     if not split.json:
         note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=split.auto_approve)
         rc = tf.run(["plan", *args], forwarder=run.fwd, saved_plan_note=note)
-        if note.diagnostics:
-            held.append(b"".join(note.diagnostics).decode("utf-8", "replace"))
+        text = [(diagnostic_summary(d), d.decode("utf-8", "replace")) for d in note.held_diagnostics()]
+        _hold_plan_diagnostics(run, rc, text, held)
         return rc, note.diagnosed
     diagnosed = False
+    diags: list[tuple[str, str]] = []  # with no prompt to come: (summary, event line), held
 
     def passthrough(raw: bytes) -> None:
         nonlocal diagnosed
-        diagnosed = diagnosed or b'"type":"diagnostic"' in raw
+        is_diagnostic = b'"type":"diagnostic"' in raw
+        diagnosed = diagnosed or is_diagnostic
+        event = parse_event_line(raw) if is_diagnostic and split.auto_approve else None
+        if event and event.diagnostic:
+            kind = "Error" if event.diagnostic.is_error else "Warning"
+            diags.append((f"{kind}: {event.diagnostic.summary}", raw.decode("utf-8", "replace")))
+            return
         console.out.write(raw.decode("utf-8", "replace"))
         console.out.flush()
 
-    return tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd), diagnosed
+    rc = tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd)
+    _hold_plan_diagnostics(run, rc, diags, held)
+    return rc, diagnosed
+
+
+def _hold_plan_diagnostics(run: RecordedRun, rc: int, diags: list[tuple[str, str]], held: list[str]) -> None:
+    """The plan's diagnostics (summary, as shown), kept back to show with the apply's, as terraform
+    apply -auto-approve does: without the check block results, which the apply gives again. With no
+    apply to come (the plan failed) all of them, now."""
+    console = run.session.console
+    if rc != 0 and diags:
+        console.out.write("".join(text for _, text in diags))
+        console.out.flush()
+    elif kept := [text for summary, text in diags if summary not in _CHECKED_AGAIN]:
+        held.append("".join(kept))
 
 
 def _apply_planned(run: RecordedRun, split: SplitArgs, step: PlanStep) -> int:
@@ -178,6 +204,8 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
         tracker.feed(event)
         if split.json and event.type in ("version", "planned_change") and not step.saved:
             return  # the plan step's stream had them already: `terraform apply -json` prints them once
+        if event.diagnostic and event.diagnostic.summary in _PLAN_WARNINGS and not step.saved:
+            return  # the plan step warned already; applying its plan file repeats it, `terraform apply` doesn't
         if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
             console.out.write(held.pop())
         if split.json:

@@ -7,6 +7,9 @@ import re
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 _RULE = "─".encode()
 _LEADING_ANSI = re.compile(rb"(?:\x1b\[0m)+(?=\x1b\[3[13]m)")  # a reset carried over from the line before a box
+# where a diagnostic begins: the top of its box, or without colour its first line
+_BOX = "╷".encode()
+_DIAGNOSTIC = (_BOX, b"Warning: ", b"Error: ")
 
 
 class SavedPlanNote:
@@ -17,10 +20,14 @@ class SavedPlanNote:
     rule before it are dropped, as `terraform apply` shows neither; after `tfaudit plan` the
     block becomes terraform's own note for a plan run without -out. Output passes through as
     it arrives; only a rule, or a partial line that could begin the block, is held back until
-    what follows shows whether it belongs to the block.
+    what follows shows whether it belongs to the block. With hold_diagnostics (apply
+    -auto-approve: no prompt between plan and apply) the plan's warning boxes are kept back
+    instead, for the caller to show with the apply's, as terraform does; the rest of the
+    plan ("Changes to Outputs:") still passes in place.
     """
 
     _START = b"Saved the plan to: "
+    _ERRORED = b"Terraform planned the following actions, but then encountered a problem"
     _MAX_DROPPED = 4  # the block's own lines: a changed format never swallows more than this
 
     def __init__(self, tool: str, *, replace_with_note: bool, hold_diagnostics: bool = False) -> None:
@@ -35,11 +42,13 @@ class SavedPlanNote:
         self.held: list[bytes] = []  # a horizontal rule (and blank lines) that may precede the block
         self.dropping = 0  # lines still to drop; 0 when not inside the block
         # `terraform apply -auto-approve` shows the plan's warnings at the end, with the apply's own:
-        # what follows the "Plan:" line up to the rule is kept back for the caller to show then
+        # the diagnostics after the "Plan:" line (and its "Changes to Outputs:") are kept back for the
+        # caller to show then (held_diagnostics)
         self.hold_diagnostics = hold_diagnostics
         self.after_plan_line = False
         self.diagnostics: list[bytes] = []
         self.diagnosed = False  # a warning or an error was shown (or held)
+        self.shown = b""  # the start of the current line, shown before its end arrived (a prompt, say)
 
     def feed(self, data: bytes) -> bytes:
         self.buf += data
@@ -48,10 +57,12 @@ class SavedPlanNote:
             line, self.buf = self.buf[: nl + 1], self.buf[nl + 1:]
             out.append(self._line(line))
         maybe_rule = self.drop_rule and self.buf.startswith((b"\x1b", _RULE[: len(self.buf)]))
-        if (self.buf and not self.dropping and not maybe_rule
+        planned = self.hold_diagnostics and self.after_plan_line  # no prompt comes after the plan
+        if (self.buf and not self.dropping and not maybe_rule and not planned
                 and not self._START.startswith(self.buf[: len(self._START)])):
             # not the block (a prompt, say): show it, and any rule held back, now
             out.append(b"".join(self.held) + self.buf)
+            self.shown += self.buf
             self.held, self.buf = [], b""
         return b"".join(out)
 
@@ -61,12 +72,19 @@ class SavedPlanNote:
             if line.startswith(b"    ") and b' apply "' in line:
                 self.dropping = 0
             return b""
-        visible = _ANSI.sub(b"", line).strip()
+        shown, self.shown = self.shown, b""
+        visible = _ANSI.sub(b"", shown + line).strip()
         if visible.lstrip("│ ".encode()).startswith((b"Warning:", b"Error:")):
             self.diagnosed = True
+        if shown:  # the line's start is on the screen already: the rest follows it
+            self._plan_line(visible)
+            return line
         rule = bool(visible) and not visible.strip(_RULE)
         colour_only = not visible and bool(line.strip())  # terraform opens its rule with a colour line
-        if self.drop_rule and (rule or (not visible and (colour_only or self.held))):
+        # without colour the rule, and a diagnostic, open with a blank line: wait for what follows it
+        blank = not visible and self.after_plan_line and not self.diagnostics
+        if (self.drop_rule and (rule or (not visible and (colour_only or self.held or blank)))) or (
+                blank and self.hold_diagnostics):
             self.held.append(line)  # a rule, or what surrounds one: wait for what follows
             return b""
         held, self.held = b"".join(self.held), []
@@ -78,16 +96,42 @@ class SavedPlanNote:
                 # the rule goes; what the line before it left open (a reset) stays, as terraform apply shows it
                 return held.split(b"\x1b[90m", 1)[0] if b"\x1b[90m" in held else b"".join(_ANSI.findall(held))
             return b"".join(_ANSI.findall(held)) + self.replacement
-        if self.hold_diagnostics and self.after_plan_line:
+        if self.hold_diagnostics and self.after_plan_line and (self.diagnostics or visible.startswith(_DIAGNOSTIC)):
             carried = _LEADING_ANSI.match(held + line)
             lead = carried.group(0) if carried and not self.diagnostics else b""
             self.diagnostics.append((held + line)[len(lead):])
             return lead
+        self._plan_line(visible)
+        return held + line
+
+    def _plan_line(self, visible: bytes) -> None:
         if visible.startswith((b"Plan: ", b"No changes.")):
             self.after_plan_line = True
-        return held + line
+        elif visible.startswith(self._ERRORED):
+            self.hold_diagnostics = False  # no apply follows: terraform shows the plan's warnings with its errors
+
+    def held_diagnostics(self) -> list[bytes]:
+        """The diagnostics kept back, one entry each (a box with colour; without, a blank line and
+        a "Warning:" or "Error:" line open one)."""
+        entries: list[bytes] = []
+        visible = [_ANSI.sub(b"", line).strip() for line in self.diagnostics]
+        for i, line in enumerate(self.diagnostics):
+            follows = visible[i + 1] if i + 1 < len(visible) else b""
+            if not entries or visible[i].startswith(_BOX) or (not visible[i] and follows.startswith(_DIAGNOSTIC[1:])):
+                entries.append(b"")
+            entries[-1] += line
+        return entries
 
     def close(self) -> bytes:
         rest, self.buf = b"".join(self.held) + self.buf, b""
         self.held = []
         return b"" if self.dropping else rest
+
+
+def diagnostic_summary(held: bytes) -> str:
+    """A held diagnostic's first line without colour or box: "Warning: Value for undeclared variable"."""
+    for line in _ANSI.sub(b"", held).decode("utf-8", "replace").splitlines():
+        text = line.strip("╷│ ")
+        if text:
+            return text
+    return ""

@@ -1,0 +1,150 @@
+"""The order of terraform's screen, not only its lines: `tfaudit apply` beside `terraform apply` on
+identical copies of fixtures/outputs-before-apply.
+
+test_dropin.py compares lines as multisets, as parallel resources make terraform's order vary. With
+one resource the order is fixed, so here the whole screen is compared in order (IDs and durations
+replaced), and the sequence of its landmarks is named in the message when they differ. The bug this
+pins: with -auto-approve, "Changes to Outputs:" came after "Creating..." (held back with the plan's
+warnings), and a warning given by both tfaudit's plan step and its apply step was shown twice.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require_terraform
+
+pytestmark = [pytest.mark.slow, pytest.mark.terraform]
+
+TFAUDIT = [sys.executable, "-m", "tfaudit"]
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LANDMARK = re.compile(r"^[│ ]*((Plan|Warning|Error): .*|Changes to Outputs:|No changes\.|Outputs:|Apply complete!.*"
+                       r"|Destroy complete!.*|Do you .*\?|\S+: (Creating|Creation complete|Destroying|Destruction)\S*)")
+
+# name: (extra arguments, terraform.tfvars (auto-loaded: applying tfaudit's plan file warns again), with an output)
+SCENARIOS: dict[str, tuple[list[str], str | None, bool]] = {
+    "outputs": ([], None, True),
+    "check-warning": (["-var", "v=a"], None, True),
+    "undeclared-variable": ([], "foo = 1\n", True),
+    "both-warnings": (["-var", "v=a"], "foo = 1\n", True),
+    "warning-no-outputs": ([], "foo = 1\n", False),
+}
+
+
+def screen(text: str) -> str:
+    text = _UUID.sub("<ID>", text.replace("\r\n", "\n"))
+    return re.sub(r"after \d+(h\d+m\d+s|m\d+s|s)", "after <D>", text)
+
+
+def landmarks(text: str) -> list[str]:
+    """The screen's sections in order: "Plan: ...", "Changes to Outputs:", "x: Creating...", warnings..."""
+    found = (_LANDMARK.match(_ANSI.sub("", line)) for line in screen(text).splitlines())
+    return [m.group(1) for m in found if m]
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=env, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def twins(tf_workdir: Callable[[str], Path], base_env: dict[str, str], keypair: tuple[Path, Path],
+          tmp_path: Path) -> Callable[[str], dict[str, Any]]:
+    """Two identical copies of the fixture for one scenario: one for terraform, one for tfaudit."""
+    env = {**base_env, "TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    env.pop("TF_IN_AUTOMATION", None)  # the screen a person sees
+
+    def make(scenario: str) -> dict[str, Any]:
+        _, tfvars, with_output = SCENARIOS[scenario]
+        dirs = {}
+        for side in ("terraform", "tfaudit"):
+            d = tf_workdir("outputs-before-apply").rename(tmp_path / side)
+            if tfvars:
+                (d / "terraform.tfvars").write_text(tfvars)
+            if not with_output:
+                (d / "outputs.tf").unlink()
+            dirs[side] = d
+        return {"tf": require_terraform(), "env": env, **dirs}
+
+    return make
+
+
+def _assert_same_in_order(pair: dict[str, Any], args: list[str], stdin: str | None = None) -> list[str]:
+    tf = _run([pair["tf"], *args], pair["terraform"], pair["env"], stdin)
+    ta = _run([*TFAUDIT, *args], pair["tfaudit"], pair["env"], stdin)
+    assert ta.returncode == tf.returncode, ta.stderr
+    assert landmarks(ta.stdout) == landmarks(tf.stdout)
+    assert screen(ta.stdout) == screen(tf.stdout)  # byte for byte, colour codes and blank lines included
+    ours = screen(ta.stderr).splitlines()
+    assert ours[:-1] == screen(tf.stderr).splitlines() and ours[-1].startswith("tfaudit: recorded run ")
+    return landmarks(tf.stdout)
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_auto_approve_screen_is_terraforms_in_order(twins: Callable[[str], dict[str, Any]], scenario: str,
+                                                    color: bool) -> None:
+    pair = twins(scenario)
+    args, tfvars, with_output = SCENARIOS[scenario]
+    seen = _assert_same_in_order(pair, ["apply", "-auto-approve", *args, *([] if color else ["-no-color"])])
+    # what the comparison stands on: the outputs right after the plan, each warning once, after the apply
+    expected = ["Plan: 1 to add, 0 to change, 0 to destroy.", *(["Changes to Outputs:"] if with_output else []),
+                "terraform_data.x: Creating...", "terraform_data.x: Creation complete"]
+    assert seen[:len(expected)] == expected
+    warnings = [x for x in seen if x.startswith("Warning: ")]
+    assert warnings == [*(["Warning: Value for undeclared variable"] if tfvars else []),
+                        *(["Warning: Check block assertion failed"] if "v=a" in args else [])]
+    assert seen[len(expected) + len(warnings)].startswith("Apply complete!")
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+def test_prompted_apply_and_destroy_screens_are_terraforms_in_order(twins: Callable[[str], dict[str, Any]],
+                                                                   color: bool) -> None:
+    pair = twins("both-warnings")
+    nc = [] if color else ["-no-color"]
+    seen = _assert_same_in_order(pair, ["apply", "-var", "v=a", *nc], stdin="yes\n")
+    # with a prompt the plan's warnings come before it; after the apply only the apply's own
+    assert seen.index("Warning: Check block assertion failed") < seen.index("Do you want to perform these actions?")
+    assert seen.count("Warning: Value for undeclared variable") == 1
+    _assert_same_in_order(pair, ["destroy", "-var", "v=a", *nc], stdin="yes\n")
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+def test_failed_plan_shows_its_warnings_in_place(twins: Callable[[str], dict[str, Any]], color: bool) -> None:
+    pair = twins("undeclared-variable")
+    for side in ("terraform", "tfaudit"):  # a precondition that fails at plan time, after x is planned
+        (pair[side] / "fails.tf").write_text(
+            'resource "terraform_data" "y" {\n  lifecycle {\n    precondition {\n'
+            '      condition     = terraform_data.x.input == "nope"\n      error_message = "not nope"\n    }\n  }\n}\n')
+    args = ["apply", "-auto-approve", *([] if color else ["-no-color"])]
+    tf = _run([pair["tf"], *args], pair["terraform"], pair["env"], None)
+    ta = _run([*TFAUDIT, *args], pair["tfaudit"], pair["env"], None)
+    assert ta.returncode == tf.returncode == 1 and "Resource precondition failed" in tf.stderr
+    assert screen(ta.stdout) == screen(tf.stdout)
+    assert landmarks(tf.stdout)[-2:] == ["Changes to Outputs:", "Warning: Value for undeclared variable"]
+
+
+def test_json_events_come_in_terraforms_order(twins: Callable[[str], dict[str, Any]]) -> None:
+    """With -json too: the plan's warnings after the apply's events, once, the check block's the apply's."""
+    import json
+
+    pair = twins("both-warnings")
+    args = ["apply", "-json", "-auto-approve", "-var", "v=a"]
+    tf = _run([pair["tf"], *args], pair["terraform"], pair["env"], None)
+    ta = _run([*TFAUDIT, *args], pair["tfaudit"], pair["env"], None)
+    assert ta.returncode == tf.returncode == 0
+
+    def sequence(text: str) -> list[tuple[str, str]]:
+        return [(e["type"], e.get("diagnostic", {}).get("summary", "")) for e in map(json.loads, text.splitlines())]
+
+    assert sequence(ta.stdout) == sequence(tf.stdout)
+    assert [s for t, s in sequence(tf.stdout) if t == "diagnostic"] == ["Value for undeclared variable",
+                                                                        "Check block assertion failed"]
