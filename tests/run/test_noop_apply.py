@@ -175,3 +175,42 @@ def test_check_results_are_applied_by_terraform(
     assert _apply_in_process(d, env, monkeypatch, fast=True, args=["-auto-approve"]) == (None, False)
     recs = read_ledger(d / ".tfaudit" / "ledger.jsonl")
     assert recs[0]["plan"]["checks"] == [{"address": "check.sane", "kind": "check", "status": "pass", "problems": []}]
+
+
+@pytest.mark.parametrize("fixture", ["noop", "noop-plain"])
+def test_a_plan_with_nothing_to_do_is_recorded_as_terraform_shows_it(
+        tf_workdir: Callable[[str], Path], base_env: dict[str, str], keypair: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fixture: str) -> None:
+    """`tfaudit plan` (the everyday CI step): noop-plain's plan is read from the plan file, noop's
+    (values marked sensitive) from `terraform show -json`; the plan.recorded records are the same."""
+    from tfaudit.cli.app import main
+    from tfaudit.parse import planfile
+
+    d = tf_workdir(fixture)
+    env = {**base_env, "TFAUDIT_SIGNING_KEY": str(keypair[0])}
+    _terraform(["apply", "-auto-approve"], d, base_env)
+    real = planfile.unchanged_plan
+    read: list[bool] = []
+
+    def spy(path: Path) -> Plan | None:
+        plan = real(path)
+        read.append(plan is not None)
+        return plan
+
+    screens = []
+    for fast in (False, True):
+        with monkeypatch.context() as m:
+            m.chdir(d)
+            for k in [k for k in os.environ if k.startswith(("TF_", "TFAUDIT_"))]:
+                m.delenv(k)
+            for k, v in env.items():
+                m.setenv(k, v)
+            m.setattr(planfile, "unchanged_plan", spy if fast else lambda path: None)
+            assert main(["plan", "-detailed-exitcode"]) == 0
+        screens.append(capsys.readouterr())
+    assert read == [fixture == "noop-plain"]
+    slow, fast_rec = (_stable(r) for r in read_ledger(d / ".tfaudit" / "ledger.jsonl"))
+    assert slow["type"] == fast_rec["type"] == "plan.recorded"
+    assert fast_rec == slow
+    assert sorted(screens[0].out.splitlines()) == sorted(screens[1].out.splitlines())
+    assert "No changes." in screens[1].out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tfaudit import records
 from tfaudit.errors import ExitCode
+from tfaudit.parse import planfile
 from tfaudit.run import gates
 from tfaudit.run.apply import load_plan
 from tfaudit.run.recorded import recorded_run
@@ -44,7 +45,8 @@ def run_plan(inv: Invocation, env: Mapping[str, str], console: Console | None = 
             return int(ExitCode.INTERRUPTED)
         if rc not in (0, 2) or not plan_abs.is_file():
             return rc
-        plan = load_plan(tf, plan_path)
+        # a plan that changes nothing and hides nothing: read from the file, no `show -json` (tfaudit.parse.planfile)
+        plan = (planfile.unchanged_plan(plan_abs) if tf.tool == "terraform" else None) or load_plan(tf, plan_path)
         plan_sha = sha256_file(plan_abs)
         records.learn_plan_secrets(plan, session.redactor)
         run.info(plan_sha256=plan_sha, plan_file=out_arg)
