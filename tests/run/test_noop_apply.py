@@ -73,6 +73,15 @@ def test_the_events_shown_are_those_terraform_prints_applying_the_plan(
     assert noop.apply_events(tf, plan, d / "noop.tfplan", split_args([]), diagnosed=False) is None
 
 
+def _as_the_cli_sees_it(m: pytest.MonkeyPatch, d: Path, env: dict[str, str]) -> None:
+    """In directory d with exactly env's TF_/TFAUDIT_ variables, as a subprocess given env would be."""
+    m.chdir(d)
+    for k in [k for k in os.environ if k.startswith(("TF_", "TFAUDIT_"))]:
+        m.delenv(k)
+    for k, v in env.items():
+        m.setenv(k, v)
+
+
 def _apply_in_process(d: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, fast: bool,
                       args: list[str]) -> tuple[list[bytes] | None, bool]:
     """`tfaudit apply ARGS` in this process (to watch or turn off the fast paths): the events the
@@ -93,11 +102,7 @@ def _apply_in_process(d: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPa
         return plan
 
     with monkeypatch.context() as m:
-        m.chdir(d)
-        for k in [k for k in os.environ if k.startswith(("TF_", "TFAUDIT_"))]:
-            m.delenv(k)
-        for k, v in env.items():
-            m.setenv(k, v)
+        _as_the_cli_sees_it(m, d, env)
         m.setattr(apply_mod, "apply_events", events)
         m.setattr(apply_mod, "unchanged_plan", unchanged)
         assert main(["apply", *args]) == 0
@@ -200,11 +205,7 @@ def test_a_plan_with_nothing_to_do_is_recorded_as_terraform_shows_it(
     screens = []
     for fast in (False, True):
         with monkeypatch.context() as m:
-            m.chdir(d)
-            for k in [k for k in os.environ if k.startswith(("TF_", "TFAUDIT_"))]:
-                m.delenv(k)
-            for k, v in env.items():
-                m.setenv(k, v)
+            _as_the_cli_sees_it(m, d, env)
             m.setattr(planfile, "unchanged_plan", spy if fast else lambda path: None)
             assert main(["plan", "-detailed-exitcode"]) == 0
         screens.append(capsys.readouterr())
