@@ -57,7 +57,8 @@ def infra(tmp_path: Path, base_env: dict[str, str], keypair: tuple[Path, Path],
     terraform("init", "-input=false")
     # the default state holds another state altogether (another lineage, db alone): a decoy
     terraform("apply", "-auto-approve", "-input=false", "-target=terraform_data.db")
-    return {"dir": wd, "terraform": terraform, "tfaudit": tfaudit, "ledger": wd / ".tfaudit" / "ledger.jsonl"}
+    return {"dir": wd, "terraform": terraform, "tfaudit": tfaudit, "ledger": wd / ".tfaudit" / "ledger.jsonl",
+            "pub": keypair[1]}
 
 
 def _pulled_sha256(path: Path) -> str:
@@ -170,3 +171,63 @@ def test_state_commands_and_destroy_read_the_state_file_given(infra: dict[str, A
     after = _run(recs, "run.finished")[-1]["outcome"]["state"]["after"]
     assert _ref(after) == _file_ref(wd / "other.tfstate") and after["resources"] == 0
     assert json.loads((wd / "terraform.tfstate").read_text())["resources"]  # the default state still holds its own
+
+
+def test_state_mv_state_out_is_recorded_for_both_states(infra: dict[str, Any]) -> None:
+    """`state mv -state=a -state-out=b` writes two files (terraform 1.11: a loses the resource, b
+    gains it, each backed up): the record names b as its destination, so neither a's nor b's next
+    run takes the move for a change outside tfaudit, and a real one to b is still found."""
+    wd, tfaudit, terraform = infra["dir"], infra["tfaudit"], infra["terraform"]
+    a, b = wd / "a.tfstate", wd / "b.tfstate"
+    tfaudit("apply", "-auto-approve", "-input=false", "-state=a.tfstate")
+    tfaudit("apply", "-auto-approve", "-input=false", "-state=b.tfstate", "-target=terraform_data.app")
+    b_left = _run(read_ledger(infra["ledger"]), "run.finished")[-1]["outcome"]["state"]["after"]
+
+    mv = tfaudit("state", "mv", "-state=a.tfstate", "-state-out=b.tfstate", "terraform_data.db", "terraform_data.db")
+    assert "Successfully moved 1 object(s)." in mv.stdout and "outside tfaudit" not in mv.stderr
+    assert [r["name"] for r in json.loads(b.read_text())["resources"]] == ["app", "db"]
+    assert [r["name"] for r in json.loads(a.read_text())["resources"]] == ["app"]
+    moved = _run(read_ledger(infra["ledger"]), "state.changed")[-1]
+    assert moved["run"]["state_id"] == f"local:{a}"
+    detail = moved["detail"]
+    assert detail["changed"] is True and _ref(detail["state"]["after"]) == _file_ref(a)
+    assert detail["moved"] == [{"from": "terraform_data.db", "to": "terraform_data.db"}]
+    assert detail["vanished"] == [] and detail["appeared"] == []
+    assert detail["destination"]["state_id"] == f"local:{b}"
+    assert detail["destination"]["before"] == b_left
+    assert _ref(detail["destination"]["after"]) == _file_ref(b)
+
+    # the next runs on b and on a start where the move left them
+    on_b = tfaudit("apply", "-auto-approve", "-input=false", "-state=b.tfstate")
+    assert "outside tfaudit" not in on_b.stderr
+    assert "Apply complete! Resources: 0 added, 0 changed, 0 destroyed." in on_b.stdout
+    assert _run(read_ledger(infra["ledger"]), "run.finished")[-1]["outcome"]["state"]["before"] == \
+        detail["destination"]["after"]
+    on_a = tfaudit("apply", "-auto-approve", "-input=false", "-state=a.tfstate")
+    assert "outside tfaudit" not in on_a.stderr
+    assert "Apply complete! Resources: 1 added" in on_a.stdout  # db, which moved to b
+    assert not _run(read_ledger(infra["ledger"]), "state.out_of_band")
+
+    # b changed outside tfaudit: the next run on b says so
+    terraform("apply", "-auto-approve", "-input=false", "-var=gen=5", "-state=b.tfstate")
+    seen = tfaudit("plan", "-input=false", "-var=gen=5", "-state=b.tfstate")
+    assert "state changed outside tfaudit: serial moved" in seen.stderr
+    oob = _run(read_ledger(infra["ledger"]), "state.out_of_band")
+    assert len(oob) == 1 and oob[0]["run"]["state_id"] == f"local:{b}"
+    assert oob[0]["detail"]["resources"]["changed"] == ["terraform_data.app"]
+
+    # and so does a move into b after another change there, before terraform moves anything
+    terraform("apply", "-auto-approve", "-input=false", "-var=gen=6", "-state=b.tfstate")
+    again = tfaudit("state", "mv", "-state=a.tfstate", "-state-out=b.tfstate", "terraform_data.db",
+                    "terraform_data.db2")
+    assert "state changed outside tfaudit: serial moved" in again.stderr
+    recs = read_ledger(infra["ledger"])
+    oob = _run(recs, "state.out_of_band")
+    assert len(oob) == 2 and oob[1]["run"]["state_id"] == f"local:{b}"
+    dest = _run(recs, "state.changed")[-1]["detail"]["destination"]
+    assert dest["before"] == oob[1]["detail"]["observed"] and _ref(dest["after"]) == _file_ref(b)
+    for state in ("a.tfstate", "b.tfstate"):
+        quiet = tfaudit("plan", "-input=false", "-var=gen=6", f"-state={state}")
+        assert "outside tfaudit" not in quiet.stderr, state
+    assert len(_run(read_ledger(infra["ledger"]), "state.out_of_band")) == 2
+    tfaudit("verify", str(infra["ledger"]), "--public-key", str(infra["pub"]))  # destination is in the schema

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tfaudit.errors import TerraformNotFound
-from tfaudit.terraform.args import (drift_conflict, extract_chdir, own_option, parse_command_line, plan_out,
-                                    positionals, split_args, state_flags)
+from tfaudit.terraform.args import (drift_conflict, extract_chdir, moved_to, own_option, parse_command_line,
+                                    plan_out, positionals, split_args, state_flags)
 from tfaudit.terraform.binary import find_binary
 
 
@@ -207,3 +207,14 @@ def test_unknown_flags_and_the_probe_argv() -> None:
 def test_state_flags_name_the_state_read_and_the_state_left(command: str, args: list[str],
                                                             files: tuple[str | None, str | None]) -> None:
     assert state_flags(command, args) == files
+
+
+@pytest.mark.parametrize(("command", "args", "dest"), [
+    ("state mv", ["-state=a", "-state-out=b", "x", "y"], "b"),
+    ("state mv", ["--state-out", "b", "x", "y"], "b"),  # from the backend's own state into b
+    ("state mv", ["-state=a", "x", "y"], None),
+    ("state mv", ["-state-out=", "x", "y"], None),
+    ("taint", ["-state=a", "-state-out=b", "x"], None),  # -state-out is the state it leaves, not a second
+])
+def test_moved_to_names_the_second_state_state_mv_writes(command: str, args: list[str], dest: str | None) -> None:
+    assert moved_to(command, args) == dest

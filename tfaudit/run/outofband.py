@@ -5,7 +5,9 @@ last state the ledger knows for the same state and workspace: the same backend a
 location (`run.state_id`: a local state file's absolute path, a bucket and key, ...), so
 two checkouts of one configuration at different paths see each other's runs; records
 without a state id are matched by working directory. The known state is the `after`
-state of the newest run.finished, state.changed or state.out_of_band record; a run that
+state of the newest run.finished, state.changed or state.out_of_band record (or of a
+state.changed record's `destination`, the second state `state mv -state-out` writes,
+when that is the state looked up); a run that
 saw no state is skipped, as it may only have failed to read one. A serial or lineage
 that moved, contents that changed, or a state that appeared or vanished without a record
 means someone ran terraform outside tfaudit: that becomes a `state.out_of_band` record
@@ -130,6 +132,17 @@ def _state_of(rec: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None]:
     return False, None
 
 
+def _destination_of(rec: Mapping[str, Any], state_id: str | None) -> tuple[bool, Mapping[str, Any] | None]:
+    """(whether the record says which state it left `state_id` in as its destination, that state_ref)."""
+    if state_id is None or rec.get("type") != RecordType.STATE_CHANGED:
+        return False, None
+    dest = (rec.get("detail") or {}).get("destination")
+    if not isinstance(dest, Mapping) or dest.get("state_id") != state_id or "after" not in dest:
+        return False, None
+    after = dest["after"]
+    return True, after if isinstance(after, Mapping) else None
+
+
 def _same_state(run: Mapping[str, Any], working_dir: str, workspace: str, state_id: str | None) -> bool:
     """Whether a record's run worked on this state: by state identity when both runs know it
     (any working directory), else by working directory."""
@@ -155,9 +168,14 @@ def last_known_state(store: LedgerStore, working_dir: str, workspace: str,
         except BadLine:
             continue
         run = rec.get("run") if isinstance(rec, dict) else None
-        if not isinstance(run, dict) or not _same_state(run, working_dir, workspace, state_id):
+        if not isinstance(run, dict):
             continue
-        known, ref = _state_of(rec)
+        if _same_state(run, working_dir, workspace, state_id):
+            known, ref = _state_of(rec)
+        elif run.get("workspace") == workspace:
+            known, ref = _destination_of(rec, state_id)
+        else:
+            continue
         if not known or (ref is None and rec.get("type") != RecordType.STATE_OUT_OF_BAND):
             # A run that saw no state may only have failed to read it (no init, no backend
             # credentials): it says nothing. An out-of-band record's "none" was checked.

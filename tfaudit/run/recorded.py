@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tfaudit import records
@@ -35,6 +36,15 @@ from tfaudit.terraform import proc as _proc
 from tfaudit.terraform.localstate import StateFiles
 
 
+@dataclass(frozen=True)
+class Destination:
+    """A second state the command changes: `state mv -state-out=PATH` moves resources into it."""
+
+    path: Path
+    state_id: str  # tfaudit.run.outofband.state_identity: what the next run on that file looks up
+    before: State | None
+
+
 @dataclass
 class RecordedRun:
     """One recorded command while it runs: its id, its timing, its signals, its run info."""
@@ -46,6 +56,7 @@ class RecordedRun:
     t0: float = field(default_factory=time.monotonic)
     state_files: StateFiles = field(default_factory=StateFiles)  # -state / -state-out, if given
     state_before: State | None = None
+    destination: Destination | None = None
     _info: records.RunInfo | None = None
     _journal: Journal | None = None
     _meta: dict[str, Any] = field(default_factory=dict)
@@ -125,20 +136,20 @@ class RecordedRun:
             self._journal.write_meta(self._meta)
 
 
-def _record_out_of_band(run: RecordedRun) -> OutOfBand | None:
-    """When the state moved behind tfaudit's back, append a state.out_of_band record now.
+def _record_out_of_band(run: RecordedRun, path: Path | None, current: State | None) -> OutOfBand | None:
+    """When the state (`path`: a -state file, else the backend's) moved behind tfaudit's back,
+    append a state.out_of_band record now.
 
     Written at once, before terraform runs, so the record exists even if the command then
     fails; it carries the run id the command's own records will use.
     """
     session = run.session
     Policy.from_config(session.config)  # a waiver naming no rule fails here, before terraform runs
-    read = run.state_files.read
-    oob = check_out_of_band(session.store, session.tf, run.state_before, read)
+    oob = check_out_of_band(session.store, session.tf, current, path)
     if oob is None:
         return None
     # its info has no plan yet, and names the state observed (-state), not the one the run will leave
-    provisional = RecordedRun(session, run.command, run.fwd, run.run_id, run.t0, StateFiles(read, read))
+    provisional = RecordedRun(session, run.command, run.fwd, run.run_id, run.t0, StateFiles(path, path))
     findings = gates.finding_dicts(gates.out_of_band_findings(oob, session.config), session.redactor.scrub)
     rec = provisional.record(RecordType.STATE_OUT_OF_BAND, detail=oob.detail(), findings=findings)
     session.store.append([rec], session.signer)
@@ -160,5 +171,20 @@ def recorded_run(session: Session, command: str) -> Iterator[RecordedRun]:
     with _proc.forwarding_signals() as fwd:
         run = RecordedRun(session, command, fwd, state_files=StateFiles.of(session.tf, command, session.inv.tf_args))
         run.state_before = load_state(session.tf, run.state_files.read)
-        _record_out_of_band(run)
+        _record_out_of_band(run, run.state_files.read, run.state_before)
+        run.destination = _destination(run)
+        if run.destination is not None:
+            _record_out_of_band(run, run.destination.path, run.destination.before)
         yield run
+
+
+def _destination(run: RecordedRun) -> Destination | None:
+    """The second state `state mv -state-out` writes, with its state before; None when there is
+    none or it is the source state itself (the run's own records cover that one)."""
+    path, tf = run.state_files.moved_to, run.session.tf
+    if path is None:
+        return None
+    state_id = state_identity(tf, path)
+    if state_id is None or state_id == state_identity(tf, run.state_files.read):
+        return None
+    return Destination(path, state_id, load_state(tf, path))

@@ -2,7 +2,9 @@
 
 They run terraform's command unchanged (terminal attached) and write a `state.changed`
 record: the state before and after, and the resources that appeared, vanished, moved or
-changed taint. The out-of-band check that runs before every recorded command lives in
+changed taint. `state mv -state-out=PATH` moves resources into a second state: the record's
+`destination` names it (`state_id`) with its state before and after, so the next run on that
+file finds it too. The out-of-band check that runs before every recorded command lives in
 tfaudit.run.outofband.
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 from tfaudit import records
 from tfaudit.errors import UsageError
 from tfaudit.parse.state import State
+from tfaudit.run.outofband import load_state
 from tfaudit.run.recorded import recorded_run
 from tfaudit.run.session import Invocation, open_session
 from tfaudit.schema import RecordType
@@ -25,11 +28,19 @@ RECORDED_STATE_SUBCOMMANDS = ("rm", "mv", "push", "replace-provider")
 READ_ONLY_STATE_SUBCOMMANDS = ("list", "show", "pull", "identities")
 
 
-def state_diff(before: State | None, after: State | None, subcommand: str, args: Sequence[str]) -> dict[str, Any]:
-    b = {r.address: r for r in (before.resources if before else ()) if r.deposed is None}
-    a = {r.address: r for r in (after.resources if after else ()) if r.deposed is None}
+def _by_address(state: State | None) -> dict[str, Any]:
+    return {r.address: r for r in (state.resources if state else ()) if r.deposed is None}
+
+
+def state_diff(before: State | None, after: State | None, subcommand: str, args: Sequence[str],
+               into: tuple[State | None, State | None] | None = None) -> dict[str, Any]:
+    """What the command did to the state; `into`: the other state (before, after) that
+    `state mv -state-out` moved resources into, where they appear."""
+    b, a = _by_address(before), _by_address(after)
     vanished = sorted(set(b) - set(a))
     appeared = sorted(set(a) - set(b))
+    if into is not None:
+        appeared = sorted(set(_by_address(into[1])) - set(_by_address(into[0])))
     moved: list[dict[str, str]] = []
     if subcommand == "state mv":
         pos = positionals(args)
@@ -63,15 +74,21 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
         before = run.state_before
         rc = tf.run([*subcommand, *inv.tf_args], forwarder=run.fwd)
         after = run.load_state_after()
+        dest = run.destination
+        into = None if dest is None else (dest.before, load_state(tf, dest.path))
+        states = [(before, after)] if into is None else [(before, after), into]
         detail = {
             "command": command,
             "exit_code": rc,
             "status": "interrupted" if run.interrupted else ("succeeded" if rc == 0 else "failed"),
-            "changed": records.state_ref(before) != records.state_ref(after),
+            "changed": any(records.state_ref(b) != records.state_ref(a) for b, a in states),
             "state": {"before": records.state_ref(before), "after": records.state_ref(after)},
-            **state_diff(before, after, command, inv.tf_args),
+            **state_diff(before, after, command, inv.tf_args, into),
             "duration_seconds": round(run.elapsed(), 3),
         }
+        if dest is not None and into is not None:
+            detail["destination"] = {"state_id": dest.state_id, "before": records.state_ref(into[0]),
+                                     "after": records.state_ref(into[1])}
         override = run.publish([run.record(RecordType.STATE_CHANGED, detail=detail)], applied=True)
     return override or rc
 

@@ -139,6 +139,12 @@ def state_flags(command: str, args: Sequence[str]) -> tuple[str | None, str | No
     return read, flag_value(args, "state-out") or read
 
 
+def moved_to(command: str, args: Sequence[str]) -> str | None:
+    """`state mv -state-out=PATH`: the second state file it writes, where the moved resources go
+    (as written; None for every other command)."""
+    return (flag_value(args, "state-out") or None) if command == "state mv" else None
+
+
 def drift_conflict(args: Sequence[str]) -> str | None:
     """The first flag `tfaudit drift` sets itself that the user gave too, as written (-out, ...)."""
     for name, group in groups(args):

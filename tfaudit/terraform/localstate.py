@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tfaudit.terraform.args import state_flags
+from tfaudit.terraform.args import moved_to, state_flags
 
 _BACKEND_BLOCK = re.compile(rb'(?m)^\s*backend\s+"?([A-Za-z0-9_-]+)"?\s*\{')
 _CLOUD_BLOCK = re.compile(rb"(?m)^\s*cloud\s*\{")
@@ -134,15 +134,17 @@ def read_local_state(tf: _Tf) -> bytes | None:
 @dataclass(frozen=True)
 class StateFiles:
     """The state files one command's -state/-state-out name (absolute), None for the backend's own:
-    `read` is the state terraform starts from, `written` the one it leaves."""
+    `read` is the state terraform starts from, `written` the one it leaves; `moved_to` a second
+    state it writes (`state mv -state-out`; it may be the same state as `read`)."""
 
     read: Path | None = None
     written: Path | None = None
+    moved_to: Path | None = None
 
     @classmethod
     def of(cls, tf: _Tf, command: str, args: Sequence[str]) -> StateFiles:
         read, written = state_flags(command, args)
-        return cls(_absolute(tf, read), _absolute(tf, written))
+        return cls(_absolute(tf, read), _absolute(tf, written), _absolute(tf, moved_to(command, args)))
 
 
 def _absolute(tf: _Tf, path: str | None) -> Path | None:
