@@ -148,3 +148,93 @@ def test_json_events_come_in_terraforms_order(twins: Callable[[str], dict[str, A
     assert sequence(ta.stdout) == sequence(tf.stdout)
     assert [s for t, s in sequence(tf.stdout) if t == "diagnostic"] == ["Value for undeclared variable",
                                                                         "Check block assertion failed"]
+
+
+# Every kind of warning terraform 1.11 gives from a check block at plan time (internal/terraform:
+# eval_conditions.go, lang.EvalCheckErrorMessage, a scoped data source's diagnostics turned into
+# warnings). `terraform apply` without a prompt drops the plan's (backend_apply.go: the diagnostics
+# marked with a check rule) and shows the apply's: name: (checks.tf, the warnings after the apply)
+CHECK_WARNINGS: dict[str, tuple[str, list[str]]] = {
+    # offline, a local backend with no state file: "Unable to find remote state", read at plan and at apply
+    "scoped-data-source": ('check "remote" {\n  data "terraform_remote_state" "gone" {\n    backend = "local"\n'
+                           '    config = {\n      path = "${path.module}/nonexistent.tfstate"\n    }\n  }\n'
+                           '  assert {\n    condition     = terraform_data.x.input == "hello"\n'
+                           '    error_message = "x is not hello"\n  }\n}\n', ["Warning: Unable to find remote state"]),
+    # unknown until x exists: a warning at plan, passed at apply
+    "known-after-apply": ('check "later" {\n  assert {\n    condition     = terraform_data.x.output == "hello"\n'
+                          '    error_message = "x is not hello"\n  }\n}\n', []),
+    "several-asserts": ('check "two" {\n  assert {\n    condition     = terraform_data.x.input == "a"\n'
+                        '    error_message = "first"\n  }\n  assert {\n    condition     = terraform_data.x.input == "b"\n'
+                        '    error_message = "second"\n  }\n}\n', ["Warning: Check block assertion failed"] * 2),
+    "ephemeral-message": ('variable "e" {\n  type      = string\n  default   = "eph"\n  ephemeral = true\n}\n\n'
+                          'check "eph" {\n  assert {\n    condition     = var.e == "eph"\n'
+                          '    error_message = "e is ${var.e}"\n  }\n}\n',
+                          ["Warning: Error message refers to ephemeral values"]),
+}
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+@pytest.mark.parametrize("kind", list(CHECK_WARNINGS))
+def test_check_block_warnings_of_the_plan_are_dropped_as_terraform_does(
+        twins: Callable[[str], dict[str, Any]], kind: str, color: bool) -> None:
+    """Told apart by where they come from (a check block's assertion or scoped data source), not
+    by one title: before, all but "Check block assertion failed" were shown twice."""
+    pair = twins("outputs")
+    checks, after = CHECK_WARNINGS[kind]
+    for side in ("terraform", "tfaudit"):
+        (pair[side] / "checks.tf").write_text(checks)
+    seen = _assert_same_in_order(pair, ["apply", "-auto-approve", *([] if color else ["-no-color"])])
+    done = next(i for i, x in enumerate(seen) if x.startswith("terraform_data.x: Creation complete"))
+    applied = next(i for i, x in enumerate(seen) if x.startswith("Apply complete!"))
+    warnings = [x for x in seen if x.startswith("Warning: ")]
+    assert warnings == after == [x for x in seen[done:applied] if x.startswith("Warning: ")]  # the apply's, once
+
+
+def _json_sequence(text: str) -> list[tuple[str, str]]:
+    import json
+
+    return [(e["type"], e.get("diagnostic", {}).get("summary", "")) for e in map(json.loads, text.splitlines())]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["applied", "plan-fails"])
+def test_json_diagnostics_before_the_plan_stay_in_place(twins: Callable[[str], dict[str, Any]], fails: bool) -> None:
+    """What terraform says before planning (a deprecated flag) comes right after "version", once,
+    whether the plan fails (its errors then last, where terraform gives them) or is applied."""
+    pair = twins("outputs")
+    if fails:
+        for side in ("terraform", "tfaudit"):
+            (pair[side] / "fails.tf").write_text(
+                'resource "terraform_data" "y" {\n  lifecycle {\n    precondition {\n'
+                '      condition     = terraform_data.x.input == "nope"\n      error_message = "not nope"\n'
+                '    }\n  }\n}\n')
+    # a failing check beside a failing precondition comes in either order: the check only when applied
+    args = ["apply", "-json", "-auto-approve", "-state=other.tfstate", *([] if fails else ["-var", "v=a"])]
+    tf = _run([pair["tf"], *args], pair["terraform"], pair["env"], None)
+    ta = _run([*TFAUDIT, *args], pair["tfaudit"], pair["env"], None)
+    assert ta.returncode == tf.returncode == (1 if fails else 0)
+    seq = _json_sequence(tf.stdout)
+    assert _json_sequence(ta.stdout) == seq
+    assert seq[:2] == [("version", ""), ("diagnostic", "Deprecated flag: -state")]
+    diags = [s for t, s in seq if t == "diagnostic"]
+    assert diags == ["Deprecated flag: -state", "Resource precondition failed" if fails else "Check block assertion failed"]
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["no-color", "colour"])
+def test_a_deprecated_flag_warns_once(twins: Callable[[str], dict[str, Any]], color: bool) -> None:
+    pair = twins("outputs")
+    seen = _assert_same_in_order(pair, ["apply", "-auto-approve", "-state=other.tfstate",
+                                        *([] if color else ["-no-color"])])
+    assert seen[0] == "Warning: Deprecated flag: -state" and seen.count(seen[0]) == 1
+
+
+def test_json_check_block_warnings_are_the_applys(twins: Callable[[str], dict[str, Any]]) -> None:
+    pair = twins("outputs")
+    for side in ("terraform", "tfaudit"):
+        (pair[side] / "checks.tf").write_text(CHECK_WARNINGS["scoped-data-source"][0]
+                                              + CHECK_WARNINGS["known-after-apply"][0])
+    args = ["apply", "-json", "-auto-approve"]
+    tf = _run([pair["tf"], *args], pair["terraform"], pair["env"], None)
+    ta = _run([*TFAUDIT, *args], pair["tfaudit"], pair["env"], None)
+    assert ta.returncode == tf.returncode == 0
+    assert _json_sequence(ta.stdout) == _json_sequence(tf.stdout)
+    assert [s for t, s in _json_sequence(tf.stdout) if t == "diagnostic"] == ["Unable to find remote state"]

@@ -13,6 +13,7 @@ import pytest
 
 from tfaudit.errors import StreamError
 from tfaudit.parse import ApplyTracker, Event, OutcomeStatus, load_stream, parse_event_line, parse_stream
+from tfaudit.parse.events import Diagnostic
 
 from corpus import CORPUS, corpus_file as _corpus, manifest_rows as _rows, needs_corpus  # noqa: F401
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "parse"
@@ -255,3 +256,22 @@ def test_real_successful_apply_summary() -> None:
 def test_json_array_of_non_messages_is_a_stream_error() -> None:
     with pytest.raises(StreamError, match="it looks like a JSON array"):
         parse_stream('[{"a": 1}, {"b": 2}]', source="x.json")
+
+
+@pytest.mark.parametrize(("severity", "summary", "address", "context", "again"), [
+    ("warning", "Check block assertion failed", None, 'check "c"', True),
+    ("warning", "Check block assertion known after apply", None, 'check "c"', True),
+    ("warning", "Error message refers to ephemeral values", None, 'check "c"', True),
+    ("warning", "Unable to find remote state", "data.terraform_remote_state.gone", 'check "c"', True),
+    ("warning", "Unable to find remote state", "module.m.data.terraform_remote_state.gone", 'check "c"', True),
+    # terraform 1.11 attaches no check rule to this one: `terraform apply` shows the plan's too
+    ("warning", "Error message refers to sensitive values", None, 'check "c"', False),
+    ("warning", "Unable to find remote state", "data.terraform_remote_state.gone", 'data "x" "y"', False),
+    ("warning", "Check block assertion failed", None, None, False),
+    ("error", "Invalid condition result", None, 'check "c"', False),  # the plan fails: no apply repeats it
+])
+def test_check_block_results_are_told_by_where_they_come_from(severity: str, summary: str, address: str | None,
+                                                              context: str | None, again: bool) -> None:
+    diag = Diagnostic(severity=severity, summary=summary, detail="", address=address, filename="main.tf", line=1,
+                      context=context)
+    assert diag.checked_again is again

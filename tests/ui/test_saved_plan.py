@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfaudit.ui.saved_plan import SavedPlanNote, diagnostic_summary
+from tfaudit.ui.saved_plan import SavedPlanNote, diagnostic_summary, shown_diagnostic
 
 RULE = "─" * 78
 UNDECLARED = ("The root module does not declare a variable named \"foo\" but a value was found\n"
@@ -81,3 +81,39 @@ def test_a_reset_left_open_by_the_plan_line_stays_in_place() -> None:
     note = SavedPlanNote("terraform", replace_with_note=False, hold_diagnostics=True)
     shown = _feed(note, plan + "\x1b[0m" + COLOUR_DIAGS + COLOUR_TAIL, 4)
     assert shown == (plan + "\x1b[0m").encode() and b"".join(note.held_diagnostics()) == COLOUR_DIAGS.encode()
+
+
+SCOPED = ("\x1b[33m╷\x1b[0m\x1b[0m\n"
+          f"{Y}\x1b[1m\x1b[33mWarning: \x1b[0m\x1b[0m\x1b[1mUnable to find remote state\x1b[0m\n{Y}\n"
+          f"{Y}\x1b[0m  with data.terraform_remote_state.gone,\n"
+          f"{Y}  on main.tf line 11, in check \"remote\":\n"
+          f"{Y}  11:   data \"terraform_remote_state\" \"gone\" \x1b[4m{{\x1b[0m\x1b[0m\n{Y}\n"
+          f"{Y}No stored state was found for the given workspace in the given backend.\n"
+          "\x1b[33m╵\x1b[0m\x1b[0m\n")
+
+
+def test_a_held_diagnostic_is_read_back_as_terraform_reports_it() -> None:
+    """What tells a check block's results apart: the snippet header, with colour or without."""
+    for text in (SCOPED, _ansi_free(SCOPED)):
+        diag = shown_diagnostic(text.encode())
+        assert (diag.severity, diag.summary, diag.address, diag.filename, diag.line, diag.context) == (
+            "warning", "Unable to find remote state", "data.terraform_remote_state.gone", "main.tf", 11,
+            'check "remote"')
+        assert diag.checked_again
+    undeclared, check = SavedPlanNote.held_diagnostics(_held(PLAIN_DIAGS))
+    assert not shown_diagnostic(undeclared).checked_again and shown_diagnostic(undeclared).context is None
+    assert shown_diagnostic(check).checked_again and shown_diagnostic(check).address is None
+
+
+def _ansi_free(text: str) -> str:
+    import re
+
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+    return "\n" + "\n".join(line[2:] if line.startswith("│ ") else "" if line == "│" else line
+                             for line in lines if line not in ("╷", "╵")) + "\n"
+
+
+def _held(diags: str) -> SavedPlanNote:
+    note = SavedPlanNote("terraform", replace_with_note=False, hold_diagnostics=True)
+    _feed(note, PLAIN_PLAN + diags + PLAIN_TAIL, 11)
+    return note

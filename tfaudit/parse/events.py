@@ -29,6 +29,10 @@ HINT = "pass the stdout of 'terraform apply -json'"
 
 _APPLY_START = "apply_start"
 _APPLY_DONE = frozenset({"apply_complete", "apply_errored"})
+# what terraform 1.11 says of an assertion with its check rule attached; "Error message refers to
+# sensitive values" has none, so `terraform apply` shows the plan's as well as the apply's
+_CHECK_RULE_SUMMARIES = frozenset({"Check block assertion failed", "Check block assertion known after apply",
+                                   "Error message refers to ephemeral values"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ class Diagnostic:
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
+
+    @property
+    def checked_again(self) -> bool:
+        """A check block's result, which the apply evaluates again: terraform marks these with the
+        check rule they come from, and `terraform apply` without a prompt drops the plan's. In a
+        check block (snippet context `check "NAME"`): every diagnostic of its scoped data source
+        (the one thing there with an address), turned into a warning, and the assertions' own."""
+        if self.is_error or not (self.context or "").startswith("check "):
+            return False
+        return bool(self.address) or self.summary in _CHECK_RULE_SUMMARIES
 
 
 @dataclass(frozen=True)

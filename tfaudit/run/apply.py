@@ -17,7 +17,7 @@ from typing import Any
 
 from tfaudit import records
 from tfaudit.errors import ExitCode, PolicyError, UsageError
-from tfaudit.parse.events import ApplyTracker, parse_event_line
+from tfaudit.parse.events import ApplyTracker, Diagnostic, parse_event_line
 from tfaudit.parse.plan import Plan, ResourceChange, parse_plan, plan_checks
 from tfaudit.parse.state import State
 from tfaudit.redact import LineScrubber
@@ -31,12 +31,12 @@ from tfaudit.schema import RecordType
 from tfaudit.terraform.args import SplitArgs, split_args
 from tfaudit.terraform.binary import Terraform, sha256_file
 from tfaudit.ui.console import Console
-from tfaudit.ui.saved_plan import SavedPlanNote, diagnostic_summary
+from tfaudit.ui.saved_plan import SavedPlanNote, shown_diagnostic
 from tfaudit.ui.stream import StreamRenderer, redact_json_line
 
 
 # diagnostics terraform apply shows once although tfaudit's plan and apply steps both give them
-_CHECKED_AGAIN = frozenset({"Warning: Check block assertion failed"})  # the apply's result stands
+# (besides the check blocks' results, Diagnostic.checked_again, and what comes before either operation)
 _PLAN_WARNINGS = frozenset({"Value for undeclared variable", "Values for undeclared variables"})  # the plan's
 
 
@@ -54,6 +54,7 @@ class PlanStep:
     saved: str | None  # the user's plan file argument, when there is one
     held: list[str] = field(default_factory=list)  # the plan's warnings, shown with the apply's (no prompt between)
     diagnosed: bool = True  # the planning step showed a warning or an error (True: not known)
+    shown: frozenset[str] = frozenset()  # the summaries of the planning step's diagnostics
 
 
 def run_apply(inv: Invocation, env: Mapping[str, str], console: Console | None = None) -> int:
@@ -84,54 +85,57 @@ def _plan_step(run: RecordedRun, split: SplitArgs, saved: str | None, tmp: Path)
     plan_path = str(tmp / "tfaudit.tfplan")
     plan_args = (["-destroy"] if run.command == "destroy" else []) + split.plan
     held: list[str] = []
-    rc, diagnosed = _terraform_plan(run, [f"-out={plan_path}", *plan_args], split, held)
+    rc, shown = _terraform_plan(run, [f"-out={plan_path}", *plan_args], split, held)
     if run.interrupted or rc != 0:
         return _record_unapplied(run, rc, reason="interrupted during plan" if run.interrupted
                                  else "terraform plan failed")
-    return PlanStep(plan_path, Path(plan_path), None, held, diagnosed)
+    return PlanStep(plan_path, Path(plan_path), None, held, bool(shown), shown)
 
 
-def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs, held: list[str]) -> tuple[int, bool]:
+def _terraform_plan(run: RecordedRun, args: list[str], split: SplitArgs,
+                    held: list[str]) -> tuple[int, frozenset[str]]:
     """`terraform plan ARGS` for apply/destroy: its screen as `terraform apply` shows it (without the
     hint to apply tfaudit's temporary plan file; with no prompt to come, the plan's warnings are kept
     back in `held`, shown with the apply's as terraform does), or with -json its event stream.
-    Returns the exit code and whether a warning or an error was shown."""
+    Returns the exit code and the summaries of the warnings and errors it gave."""
     tf, console = run.session.tf, run.session.console
     if not split.json:
         note = SavedPlanNote(tf.tool, replace_with_note=False, hold_diagnostics=split.auto_approve)
         rc = tf.run(["plan", *args], forwarder=run.fwd, saved_plan_note=note)
-        text = [(diagnostic_summary(d), d.decode("utf-8", "replace")) for d in note.held_diagnostics()]
+        text = [(shown_diagnostic(d), d.decode("utf-8", "replace")) for d in note.held_diagnostics()]
         _hold_plan_diagnostics(run, rc, text, held)
-        return rc, note.diagnosed
-    diagnosed = False
-    diags: list[tuple[str, str]] = []  # with no prompt to come: (summary, event line), held
+        return rc, frozenset(note.summaries)
+    shown: set[str] = set()
+    begun = False  # the operation has begun: what terraform says before it (a deprecated flag) stays in place
+    diags: list[tuple[Diagnostic, str]] = []  # with no prompt to come: held
 
     def passthrough(raw: bytes) -> None:
-        nonlocal diagnosed
-        is_diagnostic = b'"type":"diagnostic"' in raw
-        diagnosed = diagnosed or is_diagnostic
-        event = parse_event_line(raw) if is_diagnostic and split.auto_approve else None
+        nonlocal begun
+        event = parse_event_line(raw)
         if event and event.diagnostic:
-            kind = "Error" if event.diagnostic.is_error else "Warning"
-            diags.append((f"{kind}: {event.diagnostic.summary}", raw.decode("utf-8", "replace")))
-            return
+            shown.add(event.diagnostic.summary)
+            if split.auto_approve and begun:
+                diags.append((event.diagnostic, raw.decode("utf-8", "replace")))
+                return
+        elif event and event.type != "version":
+            begun = True
         console.out.write(raw.decode("utf-8", "replace"))
         console.out.flush()
 
     rc = tf.stream(["plan", "-json", *args], passthrough, forwarder=run.fwd)
     _hold_plan_diagnostics(run, rc, diags, held)
-    return rc, diagnosed
+    return rc, frozenset(shown)
 
 
-def _hold_plan_diagnostics(run: RecordedRun, rc: int, diags: list[tuple[str, str]], held: list[str]) -> None:
-    """The plan's diagnostics (summary, as shown), kept back to show with the apply's, as terraform
-    apply -auto-approve does: without the check block results, which the apply gives again. With no
+def _hold_plan_diagnostics(run: RecordedRun, rc: int, diags: list[tuple[Diagnostic, str]], held: list[str]) -> None:
+    """The plan's diagnostics (as parsed, as shown), kept back to show with the apply's, as terraform
+    apply -auto-approve does: without the check blocks' results, which the apply gives again. With no
     apply to come (the plan failed) all of them, now."""
     console = run.session.console
     if rc != 0 and diags:
         console.out.write("".join(text for _, text in diags))
         console.out.flush()
-    elif kept := [text for summary, text in diags if summary not in _CHECKED_AGAIN]:
+    elif kept := [text for diag, text in diags if not diag.checked_again]:
         held.append("".join(kept))
 
 
@@ -196,16 +200,20 @@ def _stream_apply(run: RecordedRun, split: SplitArgs, step: PlanStep, tracker: A
     renderer = StreamRenderer(console.out, console.err, run.session.redactor.scrub,
                               destroy=run.command == "destroy", color=not split.no_color, lines=lines)
     held = step.held
+    begun = False  # the apply has begun: before it, terraform repeats what it said before the plan
 
     def on_line(raw: bytes) -> None:
+        nonlocal begun
         event = parse_event_line(raw)
         if event is None:
             return
         tracker.feed(event)
         if split.json and event.type in ("version", "planned_change") and not step.saved:
             return  # the plan step's stream had them already: `terraform apply -json` prints them once
-        if event.diagnostic and event.diagnostic.summary in _PLAN_WARNINGS and not step.saved:
+        if event.diagnostic and not step.saved and (event.diagnostic.summary in _PLAN_WARNINGS or (
+                not begun and event.diagnostic.summary in step.shown)):
             return  # the plan step warned already; applying its plan file repeats it, `terraform apply` doesn't
+        begun = begun or (event.type != "version" and not event.diagnostic)
         if held and split.auto_approve and event.type in ("diagnostic", "change_summary"):
             console.out.write(held.pop())
         if split.json:

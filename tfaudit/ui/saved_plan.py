@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tfaudit.parse.events import Diagnostic
+
 _ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 _RULE = "─".encode()
 _LEADING_ANSI = re.compile(rb"(?:\x1b\[0m)+(?=\x1b\[3[13]m)")  # a reset carried over from the line before a box
@@ -48,6 +50,7 @@ class SavedPlanNote:
         self.after_plan_line = False
         self.diagnostics: list[bytes] = []
         self.diagnosed = False  # a warning or an error was shown (or held)
+        self.summaries: set[str] = set()  # what each of them said
         self.shown = b""  # the start of the current line, shown before its end arrived (a prompt, say)
 
     def feed(self, data: bytes) -> bytes:
@@ -74,8 +77,9 @@ class SavedPlanNote:
             return b""
         shown, self.shown = self.shown, b""
         visible = _ANSI.sub(b"", shown + line).strip()
-        if visible.lstrip("│ ".encode()).startswith((b"Warning:", b"Error:")):
+        if (head := visible.lstrip("│ ".encode())).startswith((b"Warning:", b"Error:")):
             self.diagnosed = True
+            self.summaries.add(head.partition(b":")[2].strip().decode("utf-8", "replace"))
         if shown:  # the line's start is on the screen already: the rest follows it
             self._plan_line(visible)
             return line
@@ -126,6 +130,30 @@ class SavedPlanNote:
         rest, self.buf = b"".join(self.held) + self.buf, b""
         self.held = []
         return b"" if self.dropping else rest
+
+
+_WITH = re.compile(r"with (.+),")
+_ON = re.compile(r"on (.+) line (\d+)(?:, in (.+))?:")
+
+
+def shown_diagnostic(held: bytes) -> Diagnostic:
+    """A held diagnostic as terraform's -json would give it, read back from its screen form: the
+    severity and summary, and from its snippet header ("with ADDR," and "on FILE line N, in CONTEXT:")
+    the address and the block it is in."""
+    lines = [line.strip("╷│╵ ") for line in _ANSI.sub(b"", held).decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    head = lines[0] if lines else ""
+    severity, _, summary = head.partition(": ")
+    address = filename = context = None
+    number = None
+    for line in lines[1:3]:  # the header follows the summary; the detail comes after the code
+        if m := _WITH.fullmatch(line):
+            address = m.group(1)
+        elif m := _ON.fullmatch(line):
+            filename, number, context = m.group(1), int(m.group(2)), m.group(3)
+            break
+    return Diagnostic(severity=severity.lower(), summary=summary, detail="", address=address, filename=filename,
+                      line=number, context=context)
 
 
 def diagnostic_summary(held: bytes) -> str:
