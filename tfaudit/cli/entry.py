@@ -7,6 +7,7 @@ detour short. Everything else goes to `tfaudit.cli.app.main`.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -28,4 +29,9 @@ def main() -> int:
             pass  # no terraform to hand over to: the CLI says so, with its exit code
     from tfaudit.cli.app import main as cli_main
 
-    return cli_main()
+    try:
+        return cli_main()
+    finally:
+        # The process ends next: its last garbage collections need not walk every object the
+        # imports made (about 30 ms of CPU of every command; the objects are freed all the same).
+        gc.freeze()
