@@ -182,7 +182,8 @@ def event_from_message(obj: Mapping[str, Any]) -> Event:
         timestamp=_str(obj.get("@timestamp")),
         address=address,
         action=action,
-        elapsed_seconds=float(elapsed) if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) else None,
+        elapsed_seconds=(elapsed if type(elapsed) is int else float(elapsed))  # terraform's whole seconds stay whole
+        if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool) else None,
         id_key=_str(hook.get("id_key")),
         id_value=_str(hook.get("id_value")),
         diagnostic=diagnostic,
@@ -332,7 +333,7 @@ class ApplyTracker:
             op = self._open_operation(track, event.action)
             op.done, op.errored = True, kind == "apply_errored"
             if event.elapsed_seconds is not None:
-                track.elapsed = (track.elapsed or 0.0) + event.elapsed_seconds
+                track.elapsed = (track.elapsed or 0) + event.elapsed_seconds
                 op.elapsed = event.elapsed_seconds
             if event.id_value:
                 track.id_key, track.id_value = event.id_key, event.id_value
