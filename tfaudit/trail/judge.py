@@ -112,7 +112,9 @@ def judge_line(n: int, raw: bytes, by_id: Mapping[str, Verifier] | None) -> Verd
     if torn:
         problems.append((ProblemKind.TORN, "final line has no newline (torn write or truncation)"))
     try:
-        problems += [(ProblemKind.SCHEMA, f"schema: {err}") for err in line_schema_errors(rec)[:3]]
+        errors = line_schema_errors(rec)
+        if errors:  # rare: no list built for a valid record
+            problems += [(ProblemKind.SCHEMA, f"schema: {err}") for err in errors[:3]]
     except RecursionError:  # unreachable under jsonline's depth limit; no line may crash verify
         problems.append((ProblemKind.TOO_DEEP, "record nests too deep for the schema check"))
     key_id, proven = _signature(rec, line, by_id, problems)
