@@ -142,3 +142,35 @@ def test_a_missing_key_and_missing_credentials_are_clear_errors(env: dict[str, s
     with pytest.raises(SigningKeyError) as err:
         _signer("alias/anything", bare)
     assert "no AWS credentials" in str(err.value) or "could not" in str(err.value)
+
+
+def test_with_the_key_cached_the_client_is_made_in_the_background(
+        kms_digest_honoured: None, kms_alias: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second run's signer is ready before its KMS client is (made while terraform plans); the first
+    signature waits for it; a client that cannot be made is the same one-line error, at that signature."""
+    import threading
+
+    import tfaudit.trail.kms as kms_mod
+
+    _signer(kms_alias, env)  # fetches the public key and caches it
+    gate = threading.Event()
+    real = kms_mod._aws.client
+
+    def slow_client(*a: Any, **k: Any) -> Any:
+        gate.wait(10)
+        return real(*a, **k)
+
+    monkeypatch.setattr(kms_mod._aws, "client", slow_client)
+    signer = _signer(kms_alias, env)  # returns while the client is still being made
+    assert signer.key_id and not gate.is_set()
+    gate.set()
+    payload = b'{"a":"record"}'
+    signer.public_key.verify(signer.sign(payload), payload, ec.ECDSA(hashes.SHA256()))
+
+    def no_client(*a: Any, **k: Any) -> Any:
+        raise ImportError("No module named 'boto3'")
+
+    monkeypatch.setattr(kms_mod._aws, "client", no_client)
+    broken = _signer(kms_alias, env)
+    with pytest.raises(SigningKeyError, match="the KMS signer needs boto3"):
+        broken.sign(payload)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,29 @@ def public_key_pem(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+class _Background:
+    """A value made in a (non-daemon) thread as soon as this is created; result() waits for it and
+    raises what making it raised."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(make,), name="tfaudit-kms-client")
+        self._thread.start()
+
+    def _run(self, make: Callable[[], Any]) -> None:
+        try:
+            self._value = make()
+        except BaseException as e:  # noqa: BLE001 - handed to the thread that waits for the value
+            self._error = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class KmsSigner:
     """A Signer (see tfaudit.trail.signing) whose private key stays in AWS KMS."""
 
@@ -94,26 +118,38 @@ class KmsSigner:
 
     def __init__(self, client: Any, key_ref: str, public_key: ec.EllipticCurvePublicKey, key_arn: str,
                  refresh: Any = None) -> None:
-        self.client = client
+        self._client = client
         self.key_ref = key_ref
         self.public_key = public_key
         self.kms_key = key_arn  # carried in the record's signature object
         self.key_id = key_id_for(public_key)
         self._refresh = refresh
 
+    @property
+    def client(self) -> Any:
+        """The KMS client; one being made in the background is waited for (its error raised here)."""
+        if isinstance(self._client, _Background):
+            self._client = self._client.result()
+        return self._client
+
     @classmethod
     def from_config(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> KmsSigner:
+        """The signer. With the key's public half cached, its client (boto3's import and the KMS model:
+        0.5-0.7 s) is made in the background, while terraform plans; the first signature waits for it."""
         key_ref = str(options["kms_key_id"])
         settings = _aws.AwsSettings(options.get("region"), options.get("profile"), options.get("endpoint_url"))
-        try:
-            client = _aws.client("kms", settings, env, connect_timeout=5.0, read_timeout=10.0, max_attempts=3)
-        except ImportError as e:
-            raise SigningKeyError("the KMS signer needs boto3", hint="pip install 'tfaudit[aws]'") from e
-        except _aws.botocore_errors() as e:
-            raise _kms_error(e, key_ref, "set up a client") from e
+
+        def make_client() -> Any:
+            try:
+                return _aws.client("kms", settings, env, connect_timeout=5.0, read_timeout=10.0, max_attempts=3)
+            except ImportError as e:
+                raise SigningKeyError("the KMS signer needs boto3", hint="pip install 'tfaudit[aws]'") from e
+            except _aws.botocore_errors() as e:
+                raise _kms_error(e, key_ref, "set up a client") from e
+
         cache = _cache_path(env, key_ref, settings)
 
-        def refresh() -> tuple[ec.EllipticCurvePublicKey, str]:
+        def fetch_and_remember(client: Any) -> tuple[ec.EllipticCurvePublicKey, str]:
             key, arn = fetch_public_key(client, key_ref)
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +161,13 @@ class KmsSigner:
             return key, arn
 
         cached = _read_cache(cache)
-        key, arn = cached if cached else refresh()
-        return cls(client, key_ref, key, arn, refresh)
+        signer: KmsSigner
+        if cached:
+            signer = cls(_Background(make_client), key_ref, *cached, lambda: fetch_and_remember(signer.client))
+        else:
+            client = make_client()
+            signer = cls(client, key_ref, *fetch_and_remember(client), lambda: fetch_and_remember(client))
+        return signer
 
     def _sign_digest(self, digest: bytes) -> bytes:
         try:
