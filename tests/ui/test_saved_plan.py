@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfaudit.ui.saved_plan import SavedPlanNote, diagnostic_summary, shown_diagnostic
+from tfaudit.ui.saved_plan import SavedPlanNote, shown_diagnostic
 
 RULE = "─" * 78
 UNDECLARED = ("The root module does not declare a variable named \"foo\" but a value was found\n"
@@ -50,7 +50,7 @@ def test_outputs_pass_in_place_and_each_diagnostic_is_held(plan: str, diags: str
     assert shown == plan.encode()  # the outputs where terraform shows them; no blank line or rule after
     held = note.held_diagnostics()
     assert b"".join(held) == diags.encode()
-    assert [diagnostic_summary(d) for d in held] == ["Warning: Value for undeclared variable",
+    assert [f"{(x := shown_diagnostic(d)).severity.title()}: {x.summary}" for d in held] == ["Warning: Value for undeclared variable",
                                                      "Warning: Check block assertion failed"]
 
 

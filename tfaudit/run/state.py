@@ -38,9 +38,8 @@ def state_diff(before: State | None, after: State | None, subcommand: str, args:
     `state mv -state-out` moved resources into, where they appear."""
     b, a = _by_address(before), _by_address(after)
     vanished = sorted(set(b) - set(a))
-    appeared = sorted(set(a) - set(b))
-    if into is not None:
-        appeared = sorted(set(_by_address(into[1])) - set(_by_address(into[0])))
+    came, went = (a, b) if into is None else (_by_address(into[1]), _by_address(into[0]))
+    appeared = sorted(set(came) - set(went))
     moved: list[dict[str, str]] = []
     if subcommand == "state mv":
         pos = positionals(args)
@@ -86,7 +85,7 @@ def run_state_command(inv: Invocation, env: Mapping[str, str], subcommand: Seque
             **state_diff(before, after, command, inv.tf_args, into),
             "duration_seconds": round(run.elapsed(), 3),
         }
-        if dest is not None and into is not None:
+        if dest is not None and into is not None:  # (the one implies the other)
             detail["destination"] = {"state_id": dest.state_id, "before": records.state_ref(into[0]),
                                      "after": records.state_ref(into[1])}
         override = run.publish([run.record(RecordType.STATE_CHANGED, detail=detail)], applied=True)

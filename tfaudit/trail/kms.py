@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,29 +87,6 @@ def public_key_pem(key: ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-class _Background:
-    """A value made in a (non-daemon) thread as soon as this is created; result() waits for it and
-    raises what making it raised."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(make,), name="tfaudit-kms-client")
-        self._thread.start()
-
-    def _run(self, make: Callable[[], Any]) -> None:
-        try:
-            self._value = make()
-        except BaseException as e:  # noqa: BLE001 - handed to the thread that waits for the value
-            self._error = e
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class KmsSigner:
     """A Signer (see tfaudit.trail.signing) whose private key stays in AWS KMS."""
 
@@ -128,7 +105,7 @@ class KmsSigner:
     @property
     def client(self) -> Any:
         """The KMS client; one being made in the background is waited for (its error raised here)."""
-        if isinstance(self._client, _Background):
+        if isinstance(self._client, Future):
             self._client = self._client.result()
         return self._client
 
@@ -163,7 +140,10 @@ class KmsSigner:
         cached = _read_cache(cache)
         signer: KmsSigner
         if cached:
-            signer = cls(_Background(make_client), key_ref, *cached, lambda: fetch_and_remember(signer.client))
+            pool = ThreadPoolExecutor(1, thread_name_prefix="tfaudit-kms-client")
+            pending = pool.submit(make_client)
+            pool.shutdown(wait=False)  # its thread finishes the client; the interpreter's exit waits for it
+            signer = cls(pending, key_ref, *cached, lambda: fetch_and_remember(signer.client))
         else:
             client = make_client()
             signer = cls(client, key_ref, *fetch_and_remember(client), lambda: fetch_and_remember(client))

@@ -155,11 +155,3 @@ def shown_diagnostic(held: bytes) -> Diagnostic:
     return Diagnostic(severity=severity.lower(), summary=summary, detail="", address=address, filename=filename,
                       line=number, context=context)
 
-
-def diagnostic_summary(held: bytes) -> str:
-    """A held diagnostic's first line without colour or box: "Warning: Value for undeclared variable"."""
-    for line in _ANSI.sub(b"", held).decode("utf-8", "replace").splitlines():
-        text = line.strip("╷│ ")
-        if text:
-            return text
-    return ""
